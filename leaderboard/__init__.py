@@ -1,0 +1,1 @@
+"""Leaderboard entries shipped with oltr-bench, one JSON file per entry (data only)."""

@@ -1,0 +1,1 @@
+"""The training and evaluation harness shared by every method."""

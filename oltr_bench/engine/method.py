@@ -1,0 +1,139 @@
+"""The interface every method implements (one subclass per file in ``baselines/``).
+
+The engine owns data, devices, optimisation, checkpoints and evaluation; a method only says
+what model it trains, what loss it minimises, and how it turns model outputs into predictions.
+
+A method's model is a :class:`MethodModel`: ``backbone(x) -> features`` followed by
+``head(features, targets) -> outputs``. ``outputs`` is a dict with at least ``"logits"``
+([B, C]) and ``"features"`` (the embedding the head worked on). Keeping the backbone separate
+lets the engine cache features for stages whose backbone is frozen.
+
+Lifecycle (called by the engine, in order)::
+
+    m = Method(cfg, info)
+    model = m.build_model(backbone)          # nn.Module, device-agnostic (no .cuda())
+    m.on_train_start(ctx)                    # e.g. initialise centroids from class means
+    for each step: loss, parts = m.loss(outputs, targets, model)
+    m.fit(ctx)                               # post-hoc fitting after training (OpenMax, tau choice)
+    m.predict(outputs) -> {"logits"|"probs", optional "pred", "known_score"}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a method may know about the data: class count, per-class training counts, feature size."""
+
+    num_classes: int
+    train_counts: tuple[int, ...]
+    feat_dim: int
+
+
+class MethodModel(nn.Module):
+    """``backbone`` (images -> feature vector) followed by ``head`` (features -> outputs dict)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        return self.head(self.backbone(x), targets)
+
+
+class LinearHead(nn.Module):
+    """``logits = W f + b`` (OLTR's DotProduct classifier)."""
+
+    def __init__(self, feat_dim: int, num_classes: int):
+        super().__init__()
+        self.fc = nn.Linear(feat_dim, num_classes)
+
+    def forward(self, features: torch.Tensor, targets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        return {"logits": self.fc(features), "features": features}
+
+
+class Method:
+    """Base class of a training or post-hoc method.
+
+    Class attributes a subclass sets:
+
+    - ``stage``: 1 trains the backbone from the config's initialisation; 2 starts from a stage-1
+      run of ``init_from`` and copies the checkpoint keys that exist (as the official code does).
+    - ``init_from``: registry name of the stage-1 method a stage-2 method starts from.
+    - ``defaults``: method hyper-parameters (the config section ``params``); ``--set params.x=v``
+      is type-checked against these values.
+    - ``sampler``: ``"instance"`` or ``"class_aware"`` (the config may override it).
+    - ``frozen_backbone``: the backbone is not trained, so the engine may train the head on
+      cached features.
+    - ``trains``: False for purely post-hoc methods (nothing is optimised; ``fit`` does the work).
+    """
+
+    stage: int = 1
+    init_from: str | None = None
+    defaults: dict[str, Any] = {}
+    sampler: str = "instance"
+    frozen_backbone: bool = False
+    trains: bool = True
+
+    def __init__(self, params: dict[str, Any], info: DatasetInfo):
+        self.params = params
+        self.info = info
+
+    # -- model -----------------------------------------------------------------------------
+    def build_head(self) -> nn.Module:
+        """The classifier head; the default is OLTR's linear (DotProduct) classifier."""
+        return LinearHead(self.info.feat_dim, self.info.num_classes)
+
+    def build_model(self, backbone: nn.Module) -> MethodModel:
+        return MethodModel(backbone, self.build_head())
+
+    # -- training --------------------------------------------------------------------------
+    def loss(
+        self, outputs: dict[str, torch.Tensor], targets: torch.Tensor, model: MethodModel
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss for one batch and its named parts (for the training log)."""
+        loss = nn.functional.cross_entropy(outputs["logits"], targets)
+        return loss, {"ce": float(loss.detach())}
+
+    def param_groups(self, model: MethodModel, lr: dict[str, float]) -> list[dict[str, Any]]:
+        """Optimiser parameter groups: backbone at ``lr['features']``, head at ``lr['classifier']``."""
+        groups = []
+        if not self.frozen_backbone:
+            groups.append({"params": [p for p in model.backbone.parameters() if p.requires_grad], "lr": lr["features"], "name": "features"})
+        groups.append({"params": [p for p in model.head.parameters() if p.requires_grad], "lr": lr["classifier"], "name": "classifier"})
+        return [g for g in groups if g["params"]]
+
+    def extra_optimizers(self, model: MethodModel) -> list[torch.optim.Optimizer]:
+        """Optimisers for state with its own update rule (e.g. DME's centroids); stepped with the main one."""
+        return []
+
+    def on_train_start(self, ctx: Any) -> None:
+        """Hook before the first training step (``ctx`` is the engine's context)."""
+
+    def fit(self, ctx: Any) -> None:
+        """Post-hoc fitting after training, on train/val data only (never test)."""
+
+    # -- inference -------------------------------------------------------------------------
+    def predict(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Scores written to the predictions file: ``logits`` (or ``probs``), optionally ``pred`` and ``known_score``."""
+        return {"logits": outputs["logits"]}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Fitted state that is not a model parameter (saved with checkpoints)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    @classmethod
+    def describe(cls) -> str:
+        from oltr_bench.registry import first_line
+
+        return first_line(cls)

@@ -1,0 +1,255 @@
+"""The split directory (SPEC.md §1): list files, ``manifest.json`` and the fingerprint.
+
+A split directory ``<out>/<dataset>/`` holds ``<Prefix>_{train,val,test[,open]}.txt`` (lines
+``<relative path> <label>``, label -1 in the open list) and ``manifest.json``. The fingerprint
+identifies the exact lists: sha256 of the lines ``train:<sha>``, ``val:<sha>``, ``test:<sha>``,
+``open:<sha>`` (the splits present, in that order) joined by ``\\n``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterable, Sequence
+
+from oltr_bench.errors import OltrError
+from oltr_bench.utils.io import atomic_directory, atomic_write_json, sha256_bytes
+
+FORMAT = "oltr-bench-splits/1"
+SPLITS = ("train", "val", "test", "open")
+KNOWN_PREFIXES = {"imagenet_lt": "ImageNet_LT", "places_lt": "Places_LT", "ms1m_lt": "MS1M_LT"}
+
+
+def prefix_for(dataset: str) -> str:
+    """``ImageNet_LT`` etc. for the OLTR datasets, ``<Name>_LT`` for any other dataset name."""
+    if dataset in KNOWN_PREFIXES:
+        return KNOWN_PREFIXES[dataset]
+    stem = dataset[:-3] if dataset.endswith("_lt") else dataset
+    return "_".join(part[:1].upper() + part[1:] for part in stem.split("_") if part) + "_LT"
+
+
+def check_relative_path(path: str, where: str) -> None:
+    """Reject list paths that are absolute, contain ``..``, whitespace or are empty."""
+    if not path or any(ch.isspace() for ch in path):
+        raise OltrError(f"{where}: path {path!r} is empty or contains whitespace; expected a relative path without spaces")
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or path.startswith("\\") or (len(path) > 1 and path[1] == ":"):
+        raise OltrError(f"{where}: path {path!r} is absolute; expected a path relative to the split root")
+    if ".." in pure.parts:
+        raise OltrError(f"{where}: path {path!r} escapes the split root with '..'; expected a path inside it")
+
+
+def format_list(entries: Iterable[tuple[str, int]]) -> str:
+    """Serialise ``(path, label)`` pairs as list-file text (one ``path label`` line each, LF endings)."""
+    return "".join(f"{path} {label}\n" for path, label in entries)
+
+
+def parse_list(text: str, where: str, num_classes: int | None = None, open_list: bool = False) -> list[tuple[str, int]]:
+    """Parse list-file text into ``(path, label)`` pairs, checking every line.
+
+    ``where`` names the file in error messages. With ``num_classes`` labels must lie in
+    ``0..num_classes-1``; in an open list every label must be ``-1``.
+    """
+    entries: list[tuple[str, int]] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise OltrError(f"{where}:{lineno}: expected '<relative path> <integer label>', found {line!r}")
+        path, label_text = parts
+        try:
+            label = int(label_text)
+        except ValueError:
+            raise OltrError(f"{where}:{lineno}: label {label_text!r} is not an integer") from None
+        check_relative_path(path, f"{where}:{lineno}")
+        if open_list:
+            if label != -1:
+                raise OltrError(f"{where}:{lineno}: open-set lines must have label -1, found {label}")
+        elif label < 0 or (num_classes is not None and label >= num_classes):
+            upper = f"{num_classes - 1}" if num_classes is not None else "C-1"
+            raise OltrError(f"{where}:{lineno}: label {label} outside 0..{upper}")
+        entries.append((path, label))
+    return entries
+
+
+def fingerprint(file_shas: dict[str, str]) -> str:
+    """Fingerprint of a split from the sha256 of each list file (SPEC.md §1)."""
+    lines = [f"{split}:{file_shas[split]}" for split in SPLITS if split in file_shas]
+    return sha256_bytes("\n".join(lines).encode("utf-8"))
+
+
+def train_counts(entries: Sequence[tuple[str, int]], num_classes: int) -> list[int]:
+    counts = Counter(label for _, label in entries)
+    return [counts.get(c, 0) for c in range(num_classes)]
+
+
+@dataclass
+class SplitDir:
+    """A loaded split directory: its manifest plus helpers to read the lists."""
+
+    path: Path
+    manifest: dict[str, Any]
+    _cache: dict[str, list[tuple[str, int]]] = field(default_factory=dict, repr=False)
+
+    @property
+    def dataset(self) -> str:
+        return self.manifest["dataset"]
+
+    @property
+    def prefix(self) -> str:
+        return self.manifest["prefix"]
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.manifest["num_classes"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.manifest["classes"])
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+    @property
+    def train_counts(self) -> list[int]:
+        return list(self.manifest["train_counts"])
+
+    def has(self, split: str) -> bool:
+        return split in self.manifest["files"]
+
+    def list_file(self, split: str) -> Path:
+        if not self.has(split):
+            raise OltrError(f"split directory {self.path} has no {split!r} list")
+        return self.path / self.manifest["files"][split]["name"]
+
+    def root(self, split: str) -> Path:
+        """The directory the paths of ``split`` are relative to (relative roots are relative to the split dir)."""
+        root = Path(self.manifest["roots"][split])
+        return root if root.is_absolute() else (self.path / root)
+
+    def entries(self, split: str) -> list[tuple[str, int]]:
+        if split not in self._cache:
+            text = self.list_file(split).read_text(encoding="utf-8")
+            self._cache[split] = parse_list(
+                text, str(self.list_file(split)), self.num_classes, open_list=(split == "open")
+            )
+        return self._cache[split]
+
+    def ids(self, split: str) -> list[str]:
+        return [path for path, _ in self.entries(split)]
+
+    def labels(self, split: str) -> list[int]:
+        return [label for _, label in self.entries(split)]
+
+
+def write_split_dir(
+    out_dir: str | os.PathLike,
+    *,
+    dataset: str,
+    classes: Sequence[str],
+    lists: dict[str, Sequence[tuple[str, int]]],
+    roots: dict[str, str],
+    source: dict[str, Any],
+    prefix: str | None = None,
+    extra_files: dict[str, bytes] | None = None,
+    populate: Any = None,
+    overwrite: bool = False,
+) -> SplitDir:
+    """Write a split directory atomically and return it loaded.
+
+    ``lists`` maps split names (train/val/test/open) to ``(path, label)`` pairs in the order they
+    are written. ``populate(tmp_dir)`` may write more content (e.g. the embedded images) into the
+    directory before it is moved into place.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise OltrError(f"{out_dir} already exists; pass --overwrite to replace it or choose another --out")
+    prefix = prefix or prefix_for(dataset)
+    num_classes = len(classes)
+    files: dict[str, dict[str, Any]] = {}
+    texts: dict[str, bytes] = {}
+    seen: dict[str, str] = {}
+    for split in SPLITS:
+        if split not in lists:
+            continue
+        entries = list(lists[split])
+        for path, label in entries:
+            check_relative_path(path, f"{split} list")
+            if split == "open" and label != -1:
+                raise OltrError(f"open list entry {path!r} has label {label}; expected -1")
+            if split != "open" and not 0 <= label < num_classes:
+                raise OltrError(f"{split} list entry {path!r} has label {label}; expected 0..{num_classes - 1}")
+            # The same image may not appear in two splits (val/test/open ids must be unique too).
+            key = f"{roots.get(split, '')}\0{path}"
+            if key in seen:
+                raise OltrError(f"{path!r} appears in both the {seen[key]} and the {split} list")
+            seen[key] = split
+        data = format_list(entries).encode("utf-8")
+        texts[split] = data
+        files[split] = {"name": f"{prefix}_{split}.txt", "lines": len(entries), "sha256": sha256_bytes(data)}
+    for required in ("train", "val", "test"):
+        if required not in files:
+            raise OltrError(f"a split needs a {required} list")
+    manifest = {
+        "format": FORMAT,
+        "dataset": dataset,
+        "prefix": prefix,
+        "num_classes": num_classes,
+        "classes": list(classes),
+        "roots": {split: roots[split] for split in files},
+        "files": files,
+        "train_counts": train_counts(lists["train"], num_classes),
+        "source": source,
+        "fingerprint": fingerprint({s: f["sha256"] for s, f in files.items()}),
+    }
+    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+        for split, data in texts.items():
+            (tmp / files[split]["name"]).write_bytes(data)
+        for name, data in (extra_files or {}).items():
+            (tmp / name).write_bytes(data)
+        if populate is not None:
+            populate(tmp)
+        atomic_write_json(tmp / "manifest.json", manifest)
+    return SplitDir(out_dir, manifest)
+
+
+def load_split_dir(path: str | os.PathLike, verify: bool = True) -> SplitDir:
+    """Load ``manifest.json`` from a split directory; with ``verify`` check every list's sha256."""
+    path = Path(path)
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        raise OltrError(
+            f"{path} is not a split directory: {manifest_path} is missing "
+            "(create one with 'oltr-bench make-splits')"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise OltrError(f"{manifest_path} is not valid JSON: {exc}") from None
+    if manifest.get("format") != FORMAT:
+        raise OltrError(f"{manifest_path}: format {manifest.get('format')!r} is not supported; expected {FORMAT!r}")
+    for key in ("dataset", "prefix", "num_classes", "classes", "roots", "files", "train_counts", "fingerprint"):
+        if key not in manifest:
+            raise OltrError(f"{manifest_path}: missing key {key!r}")
+    split = SplitDir(path, manifest)
+    if verify:
+        shas = {}
+        for name, info in manifest["files"].items():
+            file = path / info["name"]
+            if not file.is_file():
+                raise OltrError(f"{manifest_path} lists {info['name']} but {file} does not exist")
+            sha = sha256_bytes(file.read_bytes())
+            if sha != info["sha256"]:
+                raise OltrError(
+                    f"{file} was modified after the split was written: sha256 {sha[:16]}... "
+                    f"differs from the manifest's {info['sha256'][:16]}..."
+                )
+            shas[name] = sha
+        if fingerprint(shas) != manifest["fingerprint"]:
+            raise OltrError(f"{manifest_path}: fingerprint does not match the list files")
+    return split
