@@ -21,10 +21,27 @@ Lifecycle (called by the engine, in order)::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
+
+
+class EngineContext(Protocol):
+    """What the engine offers a method's hooks (``on_train_start``, ``fit``).
+
+    ``outputs(split)`` runs the current model in eval mode with the evaluation transform over a
+    split the method may see (``"train"`` or ``"val"``; never test or open) and returns the
+    concatenated head outputs (``"logits"``, ``"features"``, ...) plus ``"labels"``, on the CPU.
+    """
+
+    model: "MethodModel"
+    device: torch.device
+    info: "DatasetInfo"
+
+    def outputs(self, split: str) -> dict[str, torch.Tensor]: ...
+
+    def log(self, message: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -114,10 +131,10 @@ class Method:
         """Optimisers for state with its own update rule (e.g. DME's centroids); stepped with the main one."""
         return []
 
-    def on_train_start(self, ctx: Any) -> None:
+    def on_train_start(self, ctx: EngineContext) -> None:
         """Hook before the first training step (``ctx`` is the engine's context)."""
 
-    def fit(self, ctx: Any) -> None:
+    def fit(self, ctx: EngineContext) -> None:
         """Post-hoc fitting after training, on train/val data only (never test)."""
 
     # -- inference -------------------------------------------------------------------------
