@@ -1,6 +1,55 @@
+"""The ``oltr-bench`` command line: a thin layer over the Python API.
+
+Each command lives in its own module; user errors (:class:`~oltr_bench.errors.OltrError`) are
+printed as one paragraph and exit with status 2.
+"""
+
+from __future__ import annotations
+
 import click
 
+from oltr_bench import __version__
+from oltr_bench.errors import OltrError
 
-@click.group()
-def main():
-    """oltr-bench"""
+
+class UserError(click.ClickException):
+    exit_code = 2
+
+
+class Group(click.Group):
+    """A click group that turns :class:`OltrError` into a clean message and exit status 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OltrError as exc:
+            raise UserError(str(exc)) from None
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="oltr-bench")
+def main() -> None:
+    """Benchmark splits, baselines and exact metrics for Open Long-Tailed Recognition.
+
+    \b
+    Quick start (embedded benchmark, no data needed):
+      oltr-bench demo
+    \b
+    Real data:
+      oltr-bench make-splits --dataset imagenet --root /data/ILSVRC2012
+      oltr-bench run --method dme --dataset imagenet_lt
+      oltr-bench report oltr_work/runs --html site/
+
+    Everything is written under ./oltr_work (or $OLTR_BENCH_HOME) unless --out says otherwise.
+    """
+
+
+def _register() -> None:
+    from oltr_bench.cli import demo, evaluate, listing, make_splits, report, run
+
+    for module in (make_splits, run, evaluate, report, listing, demo):
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register()

@@ -1,1 +1,1 @@
-"""data"""
+"""Datasets over split lists, transforms and samplers."""

@@ -131,6 +131,10 @@ class Method:
         """Optimisers for state with its own update rule (e.g. DME's centroids); stepped with the main one."""
         return []
 
+    def load_stage1(self, model: MethodModel, state: dict[str, torch.Tensor]) -> list[str]:
+        """Initialise a stage-2 model from the stage-1 checkpoint's model state; return the keys copied."""
+        return copy_matching(model, state)
+
     def on_train_start(self, ctx: EngineContext) -> None:
         """Hook before the first training step (``ctx`` is the engine's context)."""
 
@@ -154,3 +158,20 @@ class Method:
         from oltr_bench.registry import first_line
 
         return first_line(cls)
+
+
+def copy_matching(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Copy every entry of ``state`` whose key exists in ``model`` with the same shape; return the keys copied.
+
+    This is how the official code initialises stage 2 from stage 1 (``init_weights``): keys the
+    new model does not have are ignored, keys only the new model has keep their fresh values.
+    """
+    own = model.state_dict()
+    copied = []
+    for key, value in state.items():
+        key = key.removeprefix("module.")
+        if key in own and own[key].shape == value.shape:
+            own[key] = value
+            copied.append(key)
+    model.load_state_dict(own)
+    return copied

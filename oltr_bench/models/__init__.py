@@ -1,1 +1,1 @@
-"""models"""
+"""Backbones and building blocks shared by the methods."""

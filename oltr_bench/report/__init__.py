@@ -1,1 +1,1 @@
-"""report"""
+"""Tables and the leaderboard site from run directories, results files and leaderboard entries."""

@@ -1,0 +1,63 @@
+"""``oltr-bench run``: train and evaluate a registered method through the one harness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from oltr_bench.engine.runner import run_method
+from oltr_bench.errors import OltrError
+from oltr_bench.paths import runs_root, splits_root
+from oltr_bench.registry import DATASETS
+from oltr_bench.splits.format import load_split_dir
+
+
+def resolve_split_dir(dataset: str | None, splits: Path | None):
+    """The split named by ``--splits DIR`` or by ``--dataset NAME`` (looked up under oltr_work/splits)."""
+    if splits is not None and dataset is not None:
+        raise OltrError("give either --dataset NAME or --splits DIR, not both")
+    if splits is None:
+        name = dataset or "embedded"
+        candidates = [splits_root() / name]
+        if name in DATASETS:
+            canonical = DATASETS.canonical(name)
+            candidates.append(splits_root() / canonical)
+        for candidate in candidates:
+            if (candidate / "manifest.json").is_file():
+                return load_split_dir(candidate)
+        hint = "oltr-bench make-splits" + ("" if name == "embedded" else f" --dataset {name} --root ...")
+        raise OltrError(f"no split directory for dataset {name!r} under {splits_root()}; create it with '{hint}' or pass --splits DIR")
+    return load_split_dir(splits)
+
+
+@click.command("run")
+@click.option("--method", required=True, help="Registered method name (see 'oltr-bench methods').")
+@click.option("--dataset", help="Dataset whose split lies under oltr_work/splits [default: embedded].")
+@click.option("--splits", type=click.Path(path_type=Path), help="Split directory written by make-splits.")
+@click.option("--out", type=click.Path(path_type=Path), help="Runs folder [default: oltr_work/runs].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value, e.g. --set train.epochs=5 (repeatable).")
+@click.option("--quick", is_flag=True, help="Seconds-long reduced run of the same code path (tiny subset, a few steps).")
+@click.option("--stage1", type=click.Path(path_type=Path), help="Stage-1 run directory a stage-2 method starts from [default: found or trained].")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def run_cmd(method, dataset, splits, out, overrides, quick, stage1, no_progress) -> None:
+    """Train and evaluate a method; prints the run directory.
+
+    The run directory holds the resolved config.yaml, manifest.json, train_log.jsonl,
+    checkpoints/, predictions/val.npz, predictions/test.npz and results.json. A stage-2 method
+    (e.g. dme) starts from a matching stage-1 plain run, which is trained first if none exists.
+
+    \b
+    Examples:
+      oltr-bench run --method plain --quick
+      oltr-bench run --method dme --dataset imagenet_lt --set train.batch_size=256
+    """
+    split = resolve_split_dir(dataset, splits)
+    run_dir = run_method(
+        method, split, runs_root=out or runs_root(), overrides=overrides, quick=quick,
+        progress=not no_progress, stage1=stage1, echo=lambda m: click.echo(m, err=True),
+    )
+    click.echo(str(run_dir))
+
+
+COMMANDS = (run_cmd,)

@@ -1,0 +1,200 @@
+"""The datasets ``make-splits`` knows, registered in :data:`oltr_bench.registry.DATASETS`.
+
+Each dataset is a :class:`DatasetSpec` subclass that says what it needs on disk and turns the
+user's copy into a split directory (SPEC.md §1) with :func:`~oltr_bench.splits.format.write_split_dir`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from oltr_bench.errors import OltrError
+from oltr_bench.registry import DATASETS
+from oltr_bench.splits import glyphs
+from oltr_bench.splits.builder import assign_counts, build_lt_split, class_rng
+from oltr_bench.splits.format import SplitDir, check_relative_path, write_split_dir
+from oltr_bench.splits.profile import Profile
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+
+class DatasetSpec:
+    """Base class: a dataset ``make-splits`` can build (override :meth:`make_splits`).
+
+    ``name`` is the split directory name and config folder; ``needs`` tells the user what must
+    be on disk; ``options`` are the ``make-splits`` options the dataset accepts.
+    """
+
+    name: str = ""
+    needs: str = ""
+    options: frozenset[str] = frozenset()
+
+    def make_splits(self, out_root: Path, *, seed: int, overwrite: bool, progress: bool, **options: Any) -> SplitDir:
+        """Write the split directory ``out_root/<dataset name>`` and return it."""
+        raise NotImplementedError
+
+
+def check_options(spec: DatasetSpec, given: dict[str, Any]) -> None:
+    """Reject ``make-splits`` options the dataset does not use (instead of silently ignoring them)."""
+    unused = sorted(k for k, v in given.items() if v is not None and k not in spec.options)
+    if unused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unused)
+        accepted = ", ".join("--" + k.replace("_", "-") for k in sorted(spec.options)) or "none"
+        raise OltrError(f"dataset {spec.name!r} does not use {flags}; it accepts: {accepted}")
+
+
+def scan_class_folders(root: Path) -> dict[str, list[str]]:
+    """``{class folder name: [image paths relative to root, sorted]}`` for every subfolder of ``root``.
+
+    Images are found recursively inside each class folder; hidden files and non-image files are
+    skipped. Raises :class:`OltrError` for a missing root or a root without class folders.
+    """
+    if not root.is_dir():
+        raise OltrError(f"--root {root} does not exist or is not a directory; expected a folder with one subfolder per class")
+    classes: dict[str, list[str]] = {}
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if not entry.is_dir() or entry.name.startswith("."):
+            continue
+        files = []
+        for dirpath, dirnames, filenames in os.walk(entry.path):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            rel_dir = Path(dirpath).relative_to(root).as_posix()
+            for name in filenames:
+                if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
+                    rel = f"{rel_dir}/{name}"
+                    check_relative_path(rel, str(root))
+                    files.append(rel)
+        classes[entry.name] = sorted(files)
+    if not classes:
+        raise OltrError(f"--root {root} has no class subfolders; expected <root>/<class>/<image files>")
+    return classes
+
+
+@DATASETS.register("embedded")
+class Embedded(DatasetSpec):
+    """Rendered-glyph open long-tailed benchmark generated locally (no data, no network)."""
+
+    name = "embedded"
+    needs = "nothing: 120 known + 24 open character classes are rendered from matplotlib's fonts (32x32 PNG)"
+    options = frozenset({"workers"})
+
+    num_known = 120
+    num_open = 24
+    profile = Profile("pareto", alpha=6.0, max_count=500, min_count=4)
+    val_per_class = 10
+    test_per_class = 30
+    open_per_class = 30
+
+    def make_splits(self, out_root: Path, *, seed: int, overwrite: bool, progress: bool, workers: int | None = None, **_: Any) -> SplitDir:
+        known, unknown = glyphs.choose_classes(self.num_known, self.num_open, seed)
+        train_counts = assign_counts([glyphs.class_dir(c) for c in known], self.profile, seed)
+        plan = {c: train_counts[glyphs.class_dir(c)] + self.val_per_class + self.test_per_class for c in known}
+        plan.update({c: self.open_per_class for c in unknown})
+        # Rendering is deterministic, so the file names are known before the images exist.
+        class_files = {glyphs.class_dir(c): [f"{glyphs.class_dir(c)}/{i:05d}.png" for i in range(n)] for c, n in plan.items()}
+        built = build_lt_split(
+            class_files,
+            [glyphs.class_dir(c) for c in known],
+            [glyphs.class_dir(c) for c in unknown],
+            self.profile,
+            val_per_class=self.val_per_class,
+            test_per_class=self.test_per_class,
+            open_per_class=self.open_per_class,
+            seed=seed,
+            source_name="the embedded benchmark",
+        )
+        source = {
+            "kind": "generated",
+            "generator": "oltr_bench.splits.glyphs",
+            "seed": seed,
+            "profile": self.profile.to_dict(),
+            "val_per_class": self.val_per_class,
+            "test_per_class": self.test_per_class,
+            "open_per_class": self.open_per_class,
+            "image_size": glyphs.IMAGE_SIZE,
+            "open_classes": [glyphs.class_name(c) for c in unknown],
+            "render": glyphs.font_versions(),
+        }
+
+        def render(tmp: Path) -> None:
+            glyphs.render_tree(tmp / "images", plan, seed, workers=workers, progress=progress)
+
+        return write_split_dir(
+            out_root / self.name,
+            dataset=self.name,
+            prefix="Embedded_LT",
+            classes=[glyphs.class_name(c) for c in known],
+            lists=built.lists,
+            roots={split: "images" for split in ("train", "val", "test", "open")},
+            source=source,
+            populate=render,
+            overwrite=overwrite,
+        )
+
+
+@DATASETS.register("folder")
+class Folder(DatasetSpec):
+    """Any image-folder dataset (<root>/<class>/<images>) turned into an open long-tailed split."""
+
+    name = "folder"
+    needs = "--root DIR with one subfolder of images per class; some classes are held out as the open set"
+    options = frozenset({"root", "name", "open_classes", "profile", "val_per_class", "test_per_class", "open_per_class"})
+
+    def make_splits(
+        self,
+        out_root: Path,
+        *,
+        seed: int,
+        overwrite: bool,
+        progress: bool,
+        root: Path | None = None,
+        name: str | None = None,
+        open_classes: int | None = None,
+        profile: Profile | None = None,
+        val_per_class: int | None = None,
+        test_per_class: int | None = None,
+        open_per_class: int | None = None,
+        **_: Any,
+    ) -> SplitDir:
+        if root is None:
+            raise OltrError("dataset 'folder' needs --root DIR (a folder with one subfolder per class)")
+        class_files = scan_class_folders(Path(root))
+        names = sorted(class_files)
+        n_open = len(names) // 5 if open_classes is None else open_classes
+        if not 0 <= n_open < len(names):
+            raise OltrError(f"--open-classes {n_open}: {root} has {len(names)} classes; at least one must stay known")
+        order = class_rng(seed, "open-classes").permutation(len(names))
+        unknown = sorted(names[int(i)] for i in order[:n_open])
+        known = [c for c in names if c not in unknown]
+        val = 20 if val_per_class is None else val_per_class
+        test = 50 if test_per_class is None else test_per_class
+        if profile is None:
+            smallest = min(len(class_files[c]) for c in known) - val - test
+            largest = max(len(class_files[c]) for c in known) - val - test
+            if smallest < 1:
+                raise OltrError(
+                    f"the smallest known class of {root} has {smallest + val + test} images; it needs more than "
+                    f"{val} val + {test} test (lower --val-per-class/--test-per-class)"
+                )
+            profile = Profile("pareto", alpha=6.0, max_count=largest, min_count=min(5, smallest))
+        built = build_lt_split(
+            class_files, known, unknown, profile,
+            val_per_class=val, test_per_class=test, open_per_class=open_per_class, seed=seed, source_name=str(root),
+        )
+        dataset = name or Path(root).resolve().name.lower().replace("-", "_").replace(" ", "_") or "folder"
+        source = {
+            "kind": "generated",
+            "generator": "folder",
+            "seed": seed,
+            "profile": profile.to_dict(),
+            "val_per_class": val,
+            "test_per_class": test,
+            "open_per_class": open_per_class,
+            "open_classes": unknown,
+        }
+        return write_split_dir(
+            out_root / dataset, dataset=dataset, classes=known, lists=built.lists,
+            roots={split: str(Path(root).resolve()) for split in built.lists}, source=source, overwrite=overwrite,
+        )
