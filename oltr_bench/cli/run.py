@@ -9,7 +9,7 @@ import click
 from oltr_bench.engine.runner import run_method
 from oltr_bench.errors import OltrError
 from oltr_bench.paths import runs_root, splits_root
-from oltr_bench.registry import DATASETS
+from oltr_bench.registry import DATASETS, METHODS
 from oltr_bench.splits.format import load_split_dir
 
 
@@ -52,6 +52,7 @@ def run_cmd(method, dataset, splits, out, overrides, quick, stage1, no_progress)
       oltr-bench run --method plain --quick
       oltr-bench run --method dme --dataset imagenet_lt --set train.batch_size=256
     """
+    METHODS.canonical(method)  # an unknown method fails before anything else
     split = resolve_split_dir(dataset, splits)
     run_dir = run_method(
         method, split, runs_root=out or runs_root(), overrides=overrides, quick=quick,

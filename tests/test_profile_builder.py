@@ -1,0 +1,71 @@
+"""Long-tail profiles and the split builder: shape, determinism, disjointness, errors."""
+
+import random
+
+import numpy as np
+import pytest
+
+from oltr_bench.errors import OltrError
+from oltr_bench.splits.builder import build_lt_split
+from oltr_bench.splits.profile import Profile, pareto_counts
+
+
+def groups(counts):
+    n = np.asarray(counts)
+    return int((n > 100).sum()), int(((n >= 20) & (n <= 100)).sum()), int((n < 20).sum())
+
+
+def test_pareto_profile_endpoints_and_shape():
+    counts = pareto_counts(1000, 6, 1280, 5)
+    assert counts[0] == 1280 and counts[-1] == 5
+    assert counts == sorted(counts, reverse=True)
+    # ImageNet-LT's shape (released: 385 / 479 / 136 classes, 115,846 images).
+    many, medium, few = groups(counts)
+    assert 300 <= many <= 450 and 420 <= medium <= 540 and 100 <= few <= 200
+    assert sum(counts) == 104850
+
+
+def test_places_alpha6_reproduces_the_papers_total():
+    # The paper's Places-LT figure (184.5K images) is the alpha=6 draft (OLTR issue #38).
+    assert abs(sum(pareto_counts(365, 6, 4980, 5)) - 184_500) / 184_500 < 0.02
+
+
+def test_explicit_counts_are_reproduced_exactly():
+    files = {f"c{i}": [f"c{i}/{j}.png" for j in range(40)] for i in range(4)}
+    profile = Profile("counts", counts=(7, 3, 12, 1))
+    built = build_lt_split(files, ["c0", "c1", "c2", "c3"], [], profile, val_per_class=2, test_per_class=5, open_per_class=None, seed=1)
+    assert built.class_counts == [7, 3, 12, 1]
+    labels = [label for _, label in built.lists["train"]]
+    assert [labels.count(c) for c in range(4)] == [7, 3, 12, 1]
+
+
+def make_files(n_classes=6, per_class=60):
+    return {f"k{i}": [f"k{i}/{j:03d}.png" for j in range(per_class)] for i in range(n_classes)}
+
+
+def test_builder_is_deterministic_disjoint_and_order_independent():
+    files = make_files()
+    known, unknown = ["k0", "k1", "k2", "k3"], ["k4", "k5"]
+    profile = Profile("pareto", alpha=6, max_count=40, min_count=3)
+    a = build_lt_split(files, known, unknown, profile, val_per_class=5, test_per_class=10, open_per_class=7, seed=3)
+    shuffled = {k: random.Random(0).sample(v, len(v)) for k, v in reversed(list(files.items()))}
+    b = build_lt_split(shuffled, known, unknown, profile, val_per_class=5, test_per_class=10, open_per_class=7, seed=3)
+    assert a.lists == b.lists
+    c = build_lt_split(files, known, unknown, profile, val_per_class=5, test_per_class=10, open_per_class=7, seed=4)
+    assert c.lists != a.lists
+    paths = [p for lst in a.lists.values() for p, _ in lst]
+    assert len(paths) == len(set(paths))
+    assert len(a.lists["open"]) == 14 and {l for _, l in a.lists["open"]} == {-1}
+    assert sorted(a.class_counts, reverse=True) == pareto_counts(4, 6, 40, 3)
+
+
+def test_too_small_class_names_the_class():
+    files = make_files(per_class=12)
+    with pytest.raises(OltrError, match="class 'k0' .* has 12 images; it needs"):
+        build_lt_split(files, ["k0", "k1"], [], Profile("pareto", 6, 40, 3), val_per_class=5, test_per_class=10, open_per_class=None, seed=0)
+
+
+@pytest.mark.parametrize("args, message", [((0, 6, 10, 1), "at least one class"), ((5, 6, 3, 10), "0 < min <= max"), ((5, -1, 10, 1), "alpha must be positive")])
+def test_bad_profiles(args, message):
+    with pytest.raises(OltrError, match=message):
+        pareto_counts(*args)

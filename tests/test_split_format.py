@@ -1,0 +1,107 @@
+"""The split directory contract (SPEC.md §1): lists, manifest, fingerprint, validation."""
+
+import hashlib
+import json
+
+import pytest
+
+from oltr_bench.errors import OltrError
+from oltr_bench.splits.format import fingerprint, format_list, load_split_dir, parse_list, prefix_for, write_split_dir
+
+LISTS = {
+    "train": [("a/1.png", 0), ("a/2.png", 0), ("b/1.png", 1)],
+    "val": [("a/3.png", 0), ("b/2.png", 1)],
+    "test": [("a/4.png", 0), ("b/3.png", 1)],
+    "open": [("c/1.png", -1)],
+}
+
+
+def write(tmp_path, **kwargs):
+    args = dict(dataset="toy", classes=["a", "b"], lists=LISTS, roots={s: "/data" for s in LISTS}, source={"kind": "test"})
+    args.update(kwargs)
+    return write_split_dir(tmp_path / "toy", **args)
+
+
+def test_round_trip_and_fingerprint(tmp_path):
+    split = write(tmp_path)
+    assert sorted(p.name for p in split.path.iterdir()) == [
+        "Toy_LT_open.txt", "Toy_LT_test.txt", "Toy_LT_train.txt", "Toy_LT_val.txt", "manifest.json"
+    ]
+    train_text = (split.path / "Toy_LT_train.txt").read_bytes()
+    assert train_text == b"a/1.png 0\na/2.png 0\nb/1.png 1\n"
+    shas = {s: hashlib.sha256((split.path / f"Toy_LT_{s}.txt").read_bytes()).hexdigest() for s in LISTS}
+    expected = hashlib.sha256(
+        "\n".join(f"{s}:{shas[s]}" for s in ("train", "val", "test", "open")).encode()
+    ).hexdigest()
+    loaded = load_split_dir(split.path)
+    assert loaded.fingerprint == expected == fingerprint(shas)
+    assert loaded.train_counts == [2, 1]
+    assert loaded.entries("open") == LISTS["open"]
+    manifest = json.loads((split.path / "manifest.json").read_text())
+    assert manifest["format"] == "oltr-bench-splits/1" and manifest["files"]["train"]["lines"] == 3
+
+
+def test_prefixes():
+    assert prefix_for("imagenet_lt") == "ImageNet_LT"
+    assert prefix_for("places_lt") == "Places_LT"
+    assert prefix_for("flowers") == "Flowers_LT"
+    assert prefix_for("my_birds_lt") == "My_Birds_LT"
+
+
+def test_modified_list_is_detected(tmp_path):
+    split = write(tmp_path)
+    (split.path / "Toy_LT_val.txt").write_text("a/3.png 0\n")
+    with pytest.raises(OltrError, match="modified after the split was written"):
+        load_split_dir(split.path)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("/abs/x.png 0", "is absolute"),
+        ("a/../../x.png 0", "escapes the split root"),
+        ("a/x.png", "expected '<relative path> <integer label>'"),
+        ("a/x.png zero", "is not an integer"),
+        ("a/x.png 5", "outside 0..1"),
+    ],
+)
+def test_bad_list_lines(line, message):
+    with pytest.raises(OltrError, match=message):
+        parse_list(line + "\n", "L.txt", num_classes=2)
+
+
+def test_open_list_needs_minus_one():
+    with pytest.raises(OltrError, match="label -1"):
+        parse_list("c/1.png 0\n", "open.txt", open_list=True)
+
+
+def test_overlap_between_splits_is_rejected(tmp_path):
+    lists = dict(LISTS, val=[("a/1.png", 0)])
+    with pytest.raises(OltrError, match="appears in both the train and the val list"):
+        write(tmp_path, lists=lists)
+
+
+def test_existing_directory_is_not_replaced_without_overwrite(tmp_path):
+    write(tmp_path)
+    with pytest.raises(OltrError, match="already exists"):
+        write(tmp_path)
+    write(tmp_path, overwrite=True)
+
+
+def test_failure_leaves_nothing_behind(tmp_path):
+    def boom(tmp):
+        (tmp / "half.bin").write_bytes(b"x")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write(tmp_path, populate=boom)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_manifest_names_the_fix(tmp_path):
+    with pytest.raises(OltrError, match="make-splits"):
+        load_split_dir(tmp_path)
+
+
+def test_format_list_matches_released_style():
+    assert format_list([("train/n01440764/n01440764_190.JPEG", 0)]) == "train/n01440764/n01440764_190.JPEG 0\n"
