@@ -80,7 +80,7 @@ from oltr_bench.models.weibull import INVALID_SCORE, fit_high, weibull_cdf
 from oltr_bench.registry import METHODS
 
 DISTANCES = ("eucos", "euclidean", "cosine")
-_CHUNK = 4096  # query rows per step in predict (bounds the [rows, α, C] temporary)
+_CHUNK = 1024  # query rows per distance computation
 
 
 def distances_to_means(v: np.ndarray, means: np.ndarray, kind: str = "eucos") -> np.ndarray:
@@ -170,9 +170,14 @@ def openmax_recalibrate(logits: np.ndarray, model: OpenMaxModel, alpha_rank: int
         top = np.argsort(-v, axis=1, kind="stable")[:, :k]
         ranks = np.arange(1, k + 1)
         np.put_along_axis(weights, top, np.broadcast_to((alpha_rank + 1 - ranks) / alpha_rank, top.shape), axis=1)
-        z = distances_to_means(v[:, None, :], model.mav[top], model.distance)
+        z = np.empty(top.shape)
+        for i in range(0, len(v), _CHUNK):  # bounds the [rows, α, C] temporary
+            rows = slice(i, i + _CHUNK)
+            z[rows] = distances_to_means(v[rows, None, :], model.mav[top[rows]], model.distance)
         z = z + model.translate_amount - model.small_score[top]
-        w = np.where(model.valid[top], weibull_cdf(z, model.scale[top], model.shape[top]), INVALID_SCORE)
+        valid = model.valid[top]
+        cdf = weibull_cdf(z, np.where(valid, model.scale[top], 1.0), np.where(valid, model.shape[top], 1.0))
+        w = np.where(valid, cdf, INVALID_SCORE)
         np.put_along_axis(w_scores, top, np.maximum(w, 0.0), axis=1)
     revised = np.where(model.has_model, v * (1.0 - weights * w_scores), v)
     unknown = np.where(model.has_model, v - revised, v).sum(1)
@@ -272,14 +277,11 @@ class OpenMax(Method):
         if self.model is None:
             raise RuntimeError("openmax: predict() before fit()")
         logits = outputs["logits"]
-        rows = logits.detach().double().cpu().numpy()
-        parts = [openmax_outputs(rows[i : i + _CHUNK], self.model, self.alpha_rank) for i in range(0, len(rows), _CHUNK)]
-        merged = {k: np.concatenate([p[k] for p in parts]) for k in ("pred", "known_probs", "known_score")}
-        device = logits.device
+        out = openmax_outputs(logits.detach().double().cpu().numpy(), self.model, self.alpha_rank)
         return {
-            "probs": torch.from_numpy(merged["known_probs"]).to(device),
-            "pred": torch.from_numpy(merged["pred"]).to(device),
-            "known_score": torch.from_numpy(merged["known_score"]).to(device),
+            "probs": torch.from_numpy(out["known_probs"]).to(logits.device),
+            "pred": torch.from_numpy(out["pred"]).to(logits.device),
+            "known_score": torch.from_numpy(out["known_score"]).to(logits.device),
         }
 
     def state_dict(self) -> dict[str, Any]:
