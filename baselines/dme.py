@@ -112,7 +112,11 @@ class _CentroidAttract(torch.autograd.Function):
 
 
 def centroid_attract(
-    features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, weight: float = 1.0, counts: torch.Tensor | None = None
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    centroids: torch.Tensor,
+    weight: float = 1.0,
+    counts: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``weight · Σ_i ‖v_i - c_{y_i}‖² / (2B)`` with OLTR's custom backward.
 
@@ -128,7 +132,9 @@ def centroid_attract(
     return _CentroidAttract.apply(features, labels, centroids, counts.to(centroids), float(weight))
 
 
-def centroid_repel(features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, margin: float = 10.0) -> torch.Tensor:
+def centroid_repel(
+    features: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, margin: float = 10.0
+) -> torch.Tensor:
     """``clamp(m - Σ_i Σ_{k≠y_i} ‖v_i - c_k‖² / (B·C), 0, 1e6)`` (ordinary autograd, as in the code)."""
     d = squared_distances(features, centroids)
     d = d.masked_fill(F.one_hot(labels, centroids.shape[0]).bool(), 0.0)
@@ -139,7 +145,12 @@ class MetaEmbeddingHead(nn.Module):
     """OLTR's ``MetaEmbedding_Classifier`` with the memory (centroids) as a parameter of the head."""
 
     def __init__(
-        self, feat_dim: int, num_classes: int, reachability_scale: float = 10.0, cosnorm_scale: float = 16.0, squash: str = "code"
+        self,
+        feat_dim: int,
+        num_classes: int,
+        reachability_scale: float = 10.0,
+        cosnorm_scale: float = 16.0,
+        squash: str = "code",
     ):
         super().__init__()
         self.hallucinator = nn.Linear(feat_dim, num_classes)
@@ -214,12 +225,18 @@ class DME(Method):
         if params["squash"] not in ("code", "paper"):
             raise OltrError(f"dme: params.squash must be 'code' or 'paper', got {params['squash']!r}")
         if params["attention_init"] not in ATTENTION_INITS:
-            raise OltrError(f"dme: params.attention_init must be one of {', '.join(ATTENTION_INITS)}, got {params['attention_init']!r}")
+            raise OltrError(
+                f"dme: params.attention_init must be one of {', '.join(ATTENTION_INITS)}, got {params['attention_init']!r}"
+            )
 
     def build_head(self) -> nn.Module:
         p = self.params
         return MetaEmbeddingHead(
-            self.info.feat_dim, self.info.num_classes, float(p["reachability_scale"]), float(p["cosnorm_scale"]), p["squash"]
+            self.info.feat_dim,
+            self.info.num_classes,
+            float(p["reachability_scale"]),
+            float(p["cosnorm_scale"]),
+            p["squash"],
         )
 
     def build_model(self, backbone: nn.Module) -> MethodModel:

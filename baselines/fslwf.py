@@ -102,7 +102,12 @@ class AttentionWeightGenerator(nn.Module):
         return torch.softmax(self.scale_att * (q @ k.t()), dim=1)
 
     def forward(
-        self, support: torch.Tensor, support_labels: torch.Tensor, num_novel: int, base_weight: torch.Tensor, base_ids: torch.Tensor
+        self,
+        support: torch.Tensor,
+        support_labels: torch.Tensor,
+        num_novel: int,
+        base_weight: torch.Tensor,
+        base_ids: torch.Tensor,
     ) -> torch.Tensor:
         """Weights [num_novel, D] for novel classes 0..num_novel-1 from ``support`` [N, D] with those labels."""
         z = F.normalize(support, dim=1, eps=NORMALIZE_EPS)
@@ -188,7 +193,9 @@ class FSLwF(Method):
 
     def build_head(self) -> nn.Module:
         p = self.params
-        return FewShotCosineHead(self.info.feat_dim, self.info.num_classes, float(p["scale_cls"]), float(p["scale_att"]))
+        return FewShotCosineHead(
+            self.info.feat_dim, self.info.num_classes, float(p["scale_cls"]), float(p["scale_att"])
+        )
 
     def fit(self, ctx: EngineContext) -> None:
         head: FewShotCosineHead = getattr(ctx.model, "module", ctx.model).head
@@ -199,12 +206,17 @@ class FSLwF(Method):
         self._train_generator(ctx, head, feats, by_class)
         self._generate(head, feats, labels)
 
-    def _train_generator(self, ctx: EngineContext, head: FewShotCosineHead, feats: torch.Tensor, by_class: "_ClassIndex") -> None:
+    def _train_generator(
+        self, ctx: EngineContext, head: FewShotCosineHead, feats: torch.Tensor, by_class: "_ClassIndex"
+    ) -> None:
         p = self.params
         schedule = [(int(end), float(lr)) for end, lr in p["lr_schedule"]]
         optimizer = torch.optim.SGD(
-            head.parameters(), lr=schedule[0][1], momentum=float(p["momentum"]),
-            weight_decay=float(p["weight_decay"]), nesterov=True,
+            head.parameters(),
+            lr=schedule[0][1],
+            momentum=float(p["momentum"]),
+            weight_decay=float(p["weight_decay"]),
+            nesterov=True,
         )
         base_all = self.base.to(feats.device)
         n_fake = min(len(base_all) - 1, max(1, round(float(p["fake_novel_fraction"]) * len(base_all))))
@@ -241,8 +253,11 @@ class FSLwF(Method):
         target = torch.cat([base_slot, len(base) + novel_slot.repeat_interleave(n_test)])
         dropout = float(p["dropout"])
         novel_w = head.generator(
-            F.dropout(feats[support], dropout, training=True), novel_slot.repeat_interleave(shots), n_fake,
-            head.fc.weight[base], base,
+            F.dropout(feats[support], dropout, training=True),
+            novel_slot.repeat_interleave(shots),
+            n_fake,
+            head.fc.weight[base],
+            base,
         )
         weight = torch.cat([head.fc.weight[base], novel_w])
         logits = head.fc(F.dropout(feats[test], dropout, training=True), weight)

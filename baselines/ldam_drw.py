@@ -70,9 +70,7 @@ def ldam_loss(
 ) -> torch.Tensor:
     """``CE(s·(z - m_y·onehot(y)), y, weight)`` with PyTorch's weighted-mean reduction."""
     cosine = at_least_float32(cosine)
-    shifted = cosine.scatter_add(
-        1, targets.view(-1, 1), -margins.to(cosine)[targets].view(-1, 1)
-    )
+    shifted = cosine.scatter_add(1, targets.view(-1, 1), -margins.to(cosine)[targets].view(-1, 1))
     return F.cross_entropy(scale * shifted, targets, weight=None if weight is None else weight.to(cosine))
 
 

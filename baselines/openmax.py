@@ -24,8 +24,8 @@ argmax over the C + 1 classes, -1 for the unknown class.
 
 Paper: A. Bendale, T. E. Boult, "Towards Open Set Deep Networks", CVPR 2016,
 https://arxiv.org/abs/1511.06233. Official implementation: abhijitbendale/OSDN @ c13b769,
-``compute_openmax.py``, ``evt_fitting.py``, ``compute_distances.py``, with libMR
-(Vastlab/libMR). OLTR's baseline run: zhmiao/OpenLongTailRecognition-OLTR @ 8b0e1a9,
+``compute_openmax.py`` (``ALPHA_RANK = 10``, ``WEIBULL_TAIL_SIZE = 20``), ``evt_fitting.py``,
+``openmax_utils.py``, ``preprocessing/compute_distances.py``, with libMR (Vastlab/libMR). OLTR's baseline run: zhmiao/OpenLongTailRecognition-OLTR @ 8b0e1a9,
 ``run_openmax.py`` (deleted in 9c683f6).
 
 Where the code is followed rather than the paper (every public implementation does):
@@ -33,7 +33,9 @@ Where the code is followed rather than the paper (every public implementation do
 - weights (α + 1 - i)/α and the Weibull CDF; the paper's Algorithm 2 prints (α - i)/α and
   the survival function;
 - activation vectors are logits, one "channel" (OSDN averages 10 crops);
-- eucos divides the Euclidean part by 200.
+- eucos divides the Euclidean part by 200. ``distance`` may also be ``"cosine"`` or
+  ``"euclidean"`` (plain Euclidean on both sides; OSDN divides the query's Euclidean distance
+  by 200 but not the training ones).
 
 Where OLTR's ``run_openmax.py`` is followed (OSDN would crash or explode):
 
@@ -47,7 +49,7 @@ Where OLTR's ``run_openmax.py`` is followed (OSDN would crash or explode):
 Our definitions: classes are ranked by their logits (OLTR ranks by softmax, same order), ties to
 the lower class index (``np.argsort()[::-1]`` would put the higher index first for small
 arrays; an unstable sort makes it arbitrary); an α larger than C weights the C classes with the
-first C weights; a unknown/known tie in the final argmax goes to the known class; the cosine
+first C weights; an unknown/known tie in the final argmax goes to the known class; the cosine
 distance to a zero vector is 1 (scipy gives NaN). Probabilities use logsumexp (the OLTR code
 exponentiates unstabilised sums). Train activation vectors come from the evaluation transform
 (OLTR saved logits from its training loader). All of OpenMax runs in float64; its outputs are
@@ -157,7 +159,9 @@ def fit_openmax(
         weibull = fit_high(d, tail, translate_amount)
         params[k] = (weibull.scale, weibull.shape, weibull.small_score)
         valid[k] = weibull.valid
-    return OpenMaxModel(mav, has_model, params[:, 0], params[:, 1], params[:, 2], valid, float(translate_amount), distance)
+    return OpenMaxModel(
+        mav, has_model, params[:, 0], params[:, 1], params[:, 2], valid, float(translate_amount), distance
+    )
 
 
 def openmax_recalibrate(logits: np.ndarray, model: OpenMaxModel, alpha_rank: int) -> dict[str, np.ndarray]:
@@ -223,7 +227,9 @@ class OpenMax(Method):
     def __init__(self, params: dict[str, Any], info: DatasetInfo):
         super().__init__(params, info)
         if params["distance"] not in DISTANCES:
-            raise OltrError(f"openmax: params.distance must be one of {', '.join(DISTANCES)}, got {params['distance']!r}")
+            raise OltrError(
+                f"openmax: params.distance must be one of {', '.join(DISTANCES)}, got {params['distance']!r}"
+            )
         for key in ("tail_size", "alpha_rank"):
             if int(params[key]) < 0:
                 raise OltrError(f"openmax: params.{key} must be >= 0, got {params[key]}")
@@ -234,7 +240,12 @@ class OpenMax(Method):
 
     def _fit(self, logits: np.ndarray, labels: np.ndarray, tail_size: int) -> OpenMaxModel:
         return fit_openmax(
-            logits, labels, self.info.num_classes, tail_size, float(self.params["translate_amount"]), self.params["distance"]
+            logits,
+            labels,
+            self.info.num_classes,
+            tail_size,
+            float(self.params["translate_amount"]),
+            self.params["distance"],
         )
 
     def fit(self, ctx: EngineContext) -> None:
@@ -285,7 +296,11 @@ class OpenMax(Method):
         }
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"tail_size": self.tail_size, "alpha_rank": self.alpha_rank, "tuning": list(self.tuning)}
+        state: dict[str, Any] = {
+            "tail_size": self.tail_size,
+            "alpha_rank": self.alpha_rank,
+            "tuning": list(self.tuning),
+        }
         if self.model is not None:
             state["model"] = self.model.to_state()
         return state

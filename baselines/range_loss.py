@@ -156,4 +156,3 @@ class RangeLoss(Method):
             )
         loss = ce + float(p["weight"]) * (float(p["alpha"]) * intra + float(p["beta"]) * inter)
         return loss, {"ce": float(ce.detach()), "intra": float(intra.detach()), "inter": float(inter.detach())}
-

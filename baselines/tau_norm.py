@@ -44,7 +44,9 @@ def mean_class_accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
     """Mean over the classes present in ``labels`` of the per-class accuracy."""
     classes, inverse = labels.unique(return_inverse=True)
     correct = torch.zeros(len(classes), dtype=torch.float64).index_add_(0, inverse, (pred == labels).double())
-    total = torch.zeros(len(classes), dtype=torch.float64).index_add_(0, inverse, torch.ones_like(labels, dtype=torch.float64))
+    total = torch.zeros(len(classes), dtype=torch.float64).index_add_(
+        0, inverse, torch.ones_like(labels, dtype=torch.float64)
+    )
     return float((correct / total).mean())
 
 

@@ -33,14 +33,26 @@ def test_meta_embedding_and_logits_reference():
     head = reference_head()
     torch.testing.assert_close(
         head.meta_embedding(FEATURES),
-        t([[21.393049529812387, 9.14676280055803, 4.429582460194425], [6.965464610042674, 14.872341811107976, 46.22405380665926]]),
-        rtol=0, atol=1e-10,
+        t(
+            [
+                [21.393049529812387, 9.14676280055803, 4.429582460194425],
+                [6.965464610042674, 14.872341811107976, 46.22405380665926],
+            ]
+        ),
+        rtol=0,
+        atol=1e-10,
     )
     out = head(FEATURES)
     torch.testing.assert_close(
         out["logits"],
-        t([[14.06300698643358, 10.009565284111956, 8.565636931493678, 0.4871230526521775], [6.784684038346454, 5.214072747983026, 15.46964859174666, 4.681272862282928]]),
-        rtol=0, atol=1e-10,
+        t(
+            [
+                [14.06300698643358, 10.009565284111956, 8.565636931493678, 0.4871230526521775],
+                [6.784684038346454, 5.214072747983026, 15.46964859174666, 4.681272862282928],
+            ]
+        ),
+        rtol=0,
+        atol=1e-10,
     )
     assert out["features"] is FEATURES or torch.equal(out["features"], FEATURES)
 
@@ -58,7 +70,9 @@ def test_disc_centroid_loss_reference():
     torch.testing.assert_close(attract, t(0.08500000000000002), rtol=0, atol=1e-12)
     torch.testing.assert_close(repel, t(9.06), rtol=0, atol=1e-12)
     torch.testing.assert_close(attract + 0.01 * repel, t(0.17560000000000003), rtol=0, atol=1e-12)
-    torch.testing.assert_close(centroid_attract(FEATURES, labels, CENTROIDS, weight=0.01), 0.01 * attract, rtol=0, atol=1e-15)
+    torch.testing.assert_close(
+        centroid_attract(FEATURES, labels, CENTROIDS, weight=0.01), 0.01 * attract, rtol=0, atol=1e-15
+    )
 
 
 BATCH_V = t([[1.0, 0.5, 0.2], [0.1, 0.2, 1.0], [0.3, -0.4, 0.9], [2.0, 0.0, 1.0], [0.0, 0.1, 0.2]])
@@ -93,7 +107,9 @@ def test_feature_gradient_is_weight_times_v_minus_c_over_b(weight):
 
 def test_feature_gradient_passes_gradcheck():
     c = CENTROIDS.clone()
-    assert torch.autograd.gradcheck(lambda v: centroid_attract(v, BATCH_Y, c, 0.01), (BATCH_V.clone().requires_grad_(True),))
+    assert torch.autograd.gradcheck(
+        lambda v: centroid_attract(v, BATCH_Y, c, 0.01), (BATCH_V.clone().requires_grad_(True),)
+    )
 
 
 def test_outer_loss_scaling_scales_both_gradients():
@@ -135,7 +151,9 @@ def test_zero_features_and_zero_centroids_are_finite():
     out = head(v)
     out["logits"].sum().backward()
     assert (out["logits"] == 0).all() and torch.isfinite(v.grad).all()
-    loss = centroid_attract(v, torch.tensor([0, 1]), head.centroids) + centroid_repel(v, torch.tensor([0, 1]), head.centroids)
+    loss = centroid_attract(v, torch.tensor([0, 1]), head.centroids) + centroid_repel(
+        v, torch.tensor([0, 1]), head.centroids
+    )
     assert torch.isfinite(loss)
 
 

@@ -18,8 +18,19 @@ from oltr_bench.registry import METHODS
 COUNTS = (120, 110, 30, 12, 5, 3)
 C, D = len(COUNTS), 8
 METHODS_BUILT_HERE = {
-    "balanced_softmax", "crt", "dme", "focal", "fslwf", "fslwf_stage1", "ldam_drw", "logit_adjust",
-    "logit_adjust_posthoc", "lws", "openmax", "range", "tau_norm",
+    "balanced_softmax",
+    "crt",
+    "dme",
+    "focal",
+    "fslwf",
+    "fslwf_stage1",
+    "ldam_drw",
+    "logit_adjust",
+    "logit_adjust_posthoc",
+    "lws",
+    "openmax",
+    "range",
+    "tau_norm",
 }
 
 
@@ -293,7 +304,8 @@ def test_logit_adjust_posthoc_subtracts_the_log_prior(plain):
 
 
 @pytest.mark.parametrize(
-    "overrides", [{}, {"tune": True, "tune_tail_sizes": [3, 10], "tune_alpha_ranks": [1, 2], "tune_max_accuracy_drop": 1.0}]
+    "overrides",
+    [{}, {"tune": True, "tune_tail_sizes": [3, 10], "tune_alpha_ranks": [1, 2], "tune_max_accuracy_drop": 1.0}],
 )
 def test_openmax_fits_and_predicts(overrides, plain):
     method = make("openmax", **overrides)
@@ -304,7 +316,9 @@ def test_openmax_fits_and_predicts(overrides, plain):
     assert pred["known_score"].dtype == torch.float64
     if overrides:
         assert len(method.tuning) == 4
-        chosen = next(t for t in method.tuning if (t["tail_size"], t["alpha_rank"]) == (method.tail_size, method.alpha_rank))
+        chosen = next(
+            t for t in method.tuning if (t["tail_size"], t["alpha_rank"]) == (method.tail_size, method.alpha_rank)
+        )
         assert chosen["reject_rate"] == max(t["reject_rate"] for t in method.tuning)
     restored = make("openmax")
     restored.load_state_dict(method.state_dict())
@@ -317,9 +331,7 @@ def test_fslwf_two_stages():
     stage1_method = make("fslwf_stage1")
     stage1 = stage1_method.build_model(TinyMapBackbone())
     train(stage1_method, stage1, steps=30)
-    method = make(
-        "fslwf", shots=3, test_per_novel=2, episodes_per_epoch=5, lr_schedule=[[1, 0.01], [2, 0.001]]
-    )
+    method = make("fslwf", shots=3, test_per_novel=2, episodes_per_epoch=5, lr_schedule=[[1, 0.01], [2, 0.001]])
     model = stage2(method, stage1)
     torch.testing.assert_close(model.head.fc.weight, stage1.head.fc.weight)
     before = model.head.fc.weight.detach().clone()
