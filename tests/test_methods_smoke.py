@@ -366,3 +366,42 @@ def test_crt_drops_the_stage1_classifier():
     assert list(make("crt").adapt_init_state(state)) == ["backbone.w"]
     renamed = make("dme").adapt_init_state(state)
     assert sorted(renamed) == ["backbone.w", "head.hallucinator.bias", "head.hallucinator.weight"]
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "name, overrides",
+    [
+        ("focal", {}),
+        ("balanced_softmax", {}),
+        ("logit_adjust", {}),
+        ("ldam_drw", {"drw_epoch": 0}),
+        ("range", {}),
+        ("range", {"oltr_compat": True}),
+        ("fslwf_stage1", {}),
+        ("dme", {}),
+    ],
+)
+def test_losses_under_autocast_are_float32_and_finite(name, overrides, device, plain):
+    """Mixed precision (bfloat16 autocast, as an engine may use) must not reach the losses' arithmetic."""
+    torch.manual_seed(0)
+    method = make(name, **overrides)
+    model = stage2(method, plain) if method.stage == 2 else method.build_model(TinyMapBackbone())
+    model.to(device)
+    ctx = FakeContext(model)
+    ctx.device = torch.device(device)
+    x, y = (t.to(device) for t in TRAIN)
+    ctx.outputs = lambda split: {
+        **{k: v.detach().cpu() for k, v in model.eval()(x).items()},
+        "labels": TRAIN[1],
+    }
+    method.on_train_start(ctx)
+    model.train()
+    with torch.autocast(device, dtype=torch.bfloat16):
+        loss, _ = method.loss(model(x, y), y, model)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
