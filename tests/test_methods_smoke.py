@@ -1,0 +1,407 @@
+"""Every method through the ``Method`` interface on a tiny backbone and a fake engine context.
+
+The fake context does what the engine promises: ``outputs(split)`` runs the model in eval mode
+over train or val; stage-2 models start from a stage-1 model through ``adapt_init_state``,
+copying the keys that exist.
+"""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from oltr_bench.engine.method import DatasetInfo, LinearHead, MethodModel
+from oltr_bench.errors import OltrError
+from oltr_bench.registry import METHODS
+
+COUNTS = (120, 110, 30, 12, 5, 3)
+C, D = len(COUNTS), 8
+METHODS_BUILT_HERE = {
+    "balanced_softmax",
+    "crt",
+    "dme",
+    "focal",
+    "fslwf",
+    "fslwf_stage1",
+    "ldam_drw",
+    "logit_adjust",
+    "logit_adjust_posthoc",
+    "lws",
+    "openmax",
+    "range",
+    "tau_norm",
+}
+
+
+class TinyMapBackbone(nn.Module):
+    """[B, 3, 4, 4] -> map [B, 8, 2, 2] -> mean pool [B, 8]; exposes the map for DME's attention."""
+
+    feature_map_shape = (D, 2, 2)
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, D, kernel_size=3, stride=2, padding=1)
+
+    def feature_map(self, x):
+        return torch.relu(self.conv(x))
+
+    def pool(self, fmap):
+        return fmap.mean((2, 3))
+
+    def forward(self, x):
+        return self.pool(self.feature_map(x))
+
+
+def flat_backbone():
+    return nn.Sequential(nn.Flatten(), nn.Linear(48, D))
+
+
+def make_split(n_per_class, seed):
+    g = torch.Generator().manual_seed(seed)
+    patterns = torch.randn(C, 3, 4, 4, generator=torch.Generator().manual_seed(99))
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate(n_per_class)])
+    x = torch.randn(len(labels), 3, 4, 4, generator=g) + 1.5 * patterns[labels]
+    return x, labels
+
+
+TRAIN = make_split(COUNTS, 0)
+VAL = make_split((4,) * C, 1)
+INFO = DatasetInfo(num_classes=C, train_counts=COUNTS, feat_dim=D)
+
+
+class FakeContext:
+    def __init__(self, model):
+        self.model = model
+        self.device = torch.device("cpu")
+        self.info = INFO
+        self.messages = []
+
+    def outputs(self, split):
+        x, y = {"train": TRAIN, "val": VAL}[split]
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            out = self.model(x)
+        self.model.train(was_training)
+        return {**{k: v.detach() for k, v in out.items()}, "labels": y}
+
+    def log(self, message):
+        self.messages.append(message)
+
+
+def make(name, **overrides):
+    cls = METHODS.get(name)
+    return cls({**cls.defaults, **overrides}, INFO)
+
+
+def train(method, model, steps=25, lr=0.05):
+    """Full-batch SGD through the interface; returns the losses."""
+    ctx = FakeContext(model)
+    method.on_train_start(ctx)
+    opt = torch.optim.SGD(method.param_groups(model, {"features": lr, "classifier": lr}), lr=lr, momentum=0.9)
+    optimizers = [opt, *method.extra_optimizers(model)]
+    x, y = TRAIN
+    losses = []
+    for step in range(steps):
+        method.on_epoch_start(step // 10)
+        loss, parts = method.loss(model(x, y), y, model)
+        assert all(isinstance(v, float) for v in parts.values())
+        for o in optimizers:
+            o.zero_grad()
+        loss.backward()
+        for o in optimizers:
+            o.step()
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses)))
+    return losses
+
+
+def check_predictions(method, model):
+    out = FakeContext(model).outputs("val")
+    pred = method.predict(out)
+    n = len(VAL[1])
+    assert {"logits", "probs"} & set(pred)
+    scores = pred.get("logits", pred.get("probs"))
+    assert scores.shape == (n, C) and torch.isfinite(scores).all()
+    if "probs" in pred:
+        torch.testing.assert_close(pred["probs"].sum(1), torch.ones(n, dtype=pred["probs"].dtype))
+    if "pred" in pred:
+        assert pred["pred"].shape == (n,) and ((pred["pred"] >= -1) & (pred["pred"] < C)).all()
+    if "known_score" in pred:
+        assert pred["known_score"].shape == (n,) and torch.isfinite(pred["known_score"]).all()
+    return pred
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster and immune to other processes on the machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def train_plain(backbone):
+    """A briefly trained stage-1 plain model (linear head)."""
+    torch.manual_seed(0)
+    model = MethodModel(backbone, LinearHead(D, C))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, y = TRAIN
+    for _ in range(60):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x)["logits"], y).backward()
+        opt.step()
+    return model
+
+
+@pytest.fixture(scope="module")
+def plain():
+    return train_plain(TinyMapBackbone())
+
+
+def stage2(method, stage1):
+    """Build a stage-2 model and copy the stage-1 keys as the engine does."""
+    model = method.build_model(copy.deepcopy(stage1.backbone))
+    own = model.state_dict()
+    state = method.adapt_init_state(stage1.state_dict())
+    own.update({k: v for k, v in state.items() if k in own and own[k].shape == v.shape})
+    model.load_state_dict(own)
+    return model
+
+
+def test_every_method_is_registered_with_a_description():
+    assert METHODS_BUILT_HERE <= set(METHODS.names())
+    for name in METHODS_BUILT_HERE:
+        cls = METHODS.get(name)
+        assert cls.describe() and len(cls.describe()) < 120
+        assert (cls.stage == 2) == (cls.init_from is not None)
+
+
+@pytest.mark.parametrize(
+    "name, overrides",
+    [
+        ("focal", {}),
+        ("focal", {"alpha": [0.25, 0.5, 0.75, 1.0, 1.0, 1.0], "gamma": 1.0}),
+        ("balanced_softmax", {}),
+        ("logit_adjust", {}),
+        ("ldam_drw", {"drw_epoch": 1000}),
+        ("range", {}),
+        ("range", {"squared": True}),
+        ("range", {"oltr_compat": True}),
+        ("fslwf_stage1", {}),
+    ],
+)
+@pytest.mark.parametrize("backbone", [flat_backbone, TinyMapBackbone])
+def test_stage1_methods_train(name, overrides, backbone):
+    torch.manual_seed(0)
+    method = make(name, **overrides)
+    model = method.build_model(backbone())
+    losses = train(method, model)
+    assert sum(losses[-5:]) / 5 < losses[0]
+    check_predictions(method, model)
+
+
+def test_ldam_drw_switches_weights_at_its_epoch():
+    method = make("ldam_drw", drw_epoch=2)
+    method.on_epoch_start(1)
+    assert method.class_weights() is None
+    method.on_epoch_start(2)
+    weights = method.class_weights()
+    assert weights is not None and weights.sum().item() == pytest.approx(C) and weights[-1] > weights[0]
+
+
+def test_range_oltr_compat_initialises_centres_from_class_means():
+    method = make("range", oltr_compat=True)
+    model = method.build_model(flat_backbone())
+    ctx = FakeContext(model)
+    method.on_train_start(ctx)
+    feats = ctx.outputs("train")
+    expected = torch.stack([feats["features"][feats["labels"] == c].mean(0) for c in range(C)])
+    torch.testing.assert_close(model.head.centres, expected)
+
+
+@pytest.mark.parametrize("name", ["crt", "lws"])
+def test_stage2_classifier_methods_train_the_head_only(name, plain):
+    torch.manual_seed(0)
+    method = make(name)
+    model = stage2(method, plain)
+    backbone_before = copy.deepcopy(model.backbone.state_dict())
+    if name == "crt":
+        assert not torch.equal(model.head.fc.weight, plain.head.fc.weight)
+    else:
+        torch.testing.assert_close(model.head.fc.weight, plain.head.fc.weight)
+    fc_before = copy.deepcopy(model.head.fc.state_dict())
+    losses = train(method, model)
+    assert sum(losses[-5:]) / 5 < losses[0]
+    for k, v in model.backbone.state_dict().items():
+        torch.testing.assert_close(v, backbone_before[k])
+    if name == "lws":
+        for k, v in model.head.fc.state_dict().items():
+            torch.testing.assert_close(v, fc_before[k])
+    check_predictions(method, model)
+
+
+@pytest.mark.parametrize(
+    "overrides, backbone",
+    [
+        ({}, TinyMapBackbone),
+        ({"squash": "paper", "reachability_scale": 1.0, "attention_init": "as_written"}, TinyMapBackbone),
+        ({"modulated_attention": False}, flat_backbone),
+        ({"fc_add": False, "freeze_backbone": True}, TinyMapBackbone),
+    ],
+)
+def test_dme_trains(overrides, backbone, plain):
+    torch.manual_seed(0)
+    method = make("dme", **overrides)
+    stage1 = plain if backbone is TinyMapBackbone else train_plain(flat_backbone())
+    model = stage2(method, stage1)
+    torch.testing.assert_close(model.head.hallucinator.weight, stage1.head.fc.weight)
+    ctx = FakeContext(model)
+    method.on_train_start(ctx)
+    feats = ctx.outputs("train")
+    expected = torch.stack([feats["features"][feats["labels"] == c].mean(0) for c in range(C)])
+    torch.testing.assert_close(model.head.centroids.detach(), expected)
+    centroids_before = model.head.centroids.detach().clone()
+    groups = method.param_groups(model, {"features": 0.01, "classifier": 0.1})
+    assert all(p is not model.head.centroids for g in groups for p in g["params"])
+    losses = train(method, model)
+    assert sum(losses[-5:]) / 5 < losses[0]
+    assert not torch.equal(model.head.centroids.detach(), centroids_before)  # moved by their own optimiser
+    if overrides.get("freeze_backbone"):
+        assert all(not p.requires_grad for p in model.backbone.parameters())
+    check_predictions(method, model)
+
+
+def test_dme_attention_needs_the_feature_map():
+    with pytest.raises(OltrError, match="feature_map"):
+        make("dme").build_model(flat_backbone())
+
+
+def test_tau_norm_chooses_tau_on_validation(plain):
+    method = make("tau_norm")
+    model = stage2(method, plain)
+    ctx = FakeContext(model)
+    method.fit(ctx)
+    assert method.tau in [i / 10 for i in range(21)] and len(method.val_accuracy) == 21
+    assert method.val_accuracy[method.tau] == max(method.val_accuracy.values())
+    assert float(model.head.tau) == method.tau
+    pred = check_predictions(method, model)
+    expected = VAL[0]
+    feats = ctx.outputs("val")["features"]
+    w = plain.head.fc.weight / plain.head.fc.weight.norm(dim=1, keepdim=True) ** method.tau
+    torch.testing.assert_close(pred["logits"], feats @ w.t())
+    assert expected.shape[0] == pred["logits"].shape[0]
+
+
+def test_logit_adjust_posthoc_subtracts_the_log_prior(plain):
+    method = make("logit_adjust_posthoc")
+    model = stage2(method, plain)
+    out = FakeContext(model).outputs("val")
+    pred = check_predictions(method, model)
+    prior = torch.tensor(COUNTS, dtype=torch.float64) / sum(COUNTS)
+    torch.testing.assert_close(pred["logits"], out["logits"] - torch.log(prior + 1e-12).float())
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"tune": True, "tune_tail_sizes": [3, 10], "tune_alpha_ranks": [1, 2], "tune_max_accuracy_drop": 1.0}],
+)
+def test_openmax_fits_and_predicts(overrides, plain):
+    method = make("openmax", **overrides)
+    model = stage2(method, plain)
+    method.fit(FakeContext(model))
+    pred = check_predictions(method, model)
+    assert set(pred) == {"probs", "pred", "known_score"}
+    assert pred["known_score"].dtype == torch.float64
+    if overrides:
+        assert len(method.tuning) == 4
+        chosen = next(
+            t for t in method.tuning if (t["tail_size"], t["alpha_rank"]) == (method.tail_size, method.alpha_rank)
+        )
+        assert chosen["reject_rate"] == max(t["reject_rate"] for t in method.tuning)
+    restored = make("openmax")
+    restored.load_state_dict(method.state_dict())
+    out = FakeContext(model).outputs("val")
+    torch.testing.assert_close(restored.predict(out)["known_score"], method.predict(out)["known_score"])
+
+
+def test_fslwf_two_stages():
+    torch.manual_seed(0)
+    stage1_method = make("fslwf_stage1")
+    stage1 = stage1_method.build_model(TinyMapBackbone())
+    train(stage1_method, stage1, steps=30)
+    method = make("fslwf", shots=3, test_per_novel=2, episodes_per_epoch=5, lr_schedule=[[1, 0.01], [2, 0.001]])
+    model = stage2(method, stage1)
+    torch.testing.assert_close(model.head.fc.weight, stage1.head.fc.weight)
+    before = model.head.fc.weight.detach().clone()
+    ctx = FakeContext(model)
+    method.fit(ctx)
+    assert [h["lr"] for h in method.history] == [0.01, 0.001]
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in method.history)
+    after = model.head.fc.weight.detach()
+    assert not torch.equal(after[2:], before[2:])  # medium/few weights generated
+    novel_support = ctx.outputs("train")
+    with torch.no_grad():
+        expected = model.head.generator(
+            novel_support["features"][novel_support["labels"] >= 2],
+            novel_support["labels"][novel_support["labels"] >= 2] - 2,
+            C - 2,
+            model.head.fc.weight[:2],
+            torch.tensor([0, 1]),
+        )
+    torch.testing.assert_close(after[2:], expected)
+    check_predictions(method, model)
+
+
+def test_fslwf_rejects_datasets_without_enough_many_shot_images():
+    with pytest.raises(OltrError, match="many-shot"):
+        METHODS.get("fslwf")({**METHODS.get("fslwf").defaults, "many_threshold": 115}, INFO)
+    with pytest.raises(OltrError, match="shots"):
+        make("fslwf", shots=200)
+
+
+def test_crt_drops_the_stage1_classifier():
+    state = {"backbone.w": torch.zeros(1), "head.fc.weight": torch.zeros(1), "head.fc.bias": torch.zeros(1)}
+    assert list(make("crt").adapt_init_state(state)) == ["backbone.w"]
+    renamed = make("dme").adapt_init_state(state)
+    assert sorted(renamed) == ["backbone.w", "head.hallucinator.bias", "head.hallucinator.weight"]
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "name, overrides",
+    [
+        ("focal", {}),
+        ("balanced_softmax", {}),
+        ("logit_adjust", {}),
+        ("ldam_drw", {"drw_epoch": 0}),
+        ("range", {}),
+        ("range", {"oltr_compat": True}),
+        ("fslwf_stage1", {}),
+        ("dme", {}),
+    ],
+)
+def test_losses_under_autocast_are_float32_and_finite(name, overrides, device, plain):
+    """Mixed precision (bfloat16 autocast, as an engine may use) must not reach the losses' arithmetic."""
+    torch.manual_seed(0)
+    method = make(name, **overrides)
+    model = stage2(method, plain) if method.stage == 2 else method.build_model(TinyMapBackbone())
+    model.to(device)
+    ctx = FakeContext(model)
+    ctx.device = torch.device(device)
+    x, y = (t.to(device) for t in TRAIN)
+    ctx.outputs = lambda split: {
+        **{k: v.detach().cpu() for k, v in model.eval()(x).items()},
+        "labels": TRAIN[1],
+    }
+    method.on_train_start(ctx)
+    model.train()
+    with torch.autocast(device, dtype=torch.bfloat16):
+        loss, _ = method.loss(model(x, y), y, model)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
