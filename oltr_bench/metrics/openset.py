@@ -9,7 +9,7 @@ the metric is undefined (no known or no open samples).
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import auc, average_precision_score, roc_auc_score, roc_curve
 
 from oltr_bench.metrics.protocols import GROUP_NAMES, Protocol, get_protocol
 
@@ -161,7 +161,7 @@ def oscr(closed: np.ndarray, score: np.ndarray, labels: np.ndarray) -> float | N
     if not ok:
         return None
     fpr, ccr = _oscr_points(closed, np.asarray(score, dtype=np.float64), labels)
-    return float(np.trapezoid(ccr, fpr))
+    return float(auc(fpr, ccr))
 
 
 def downsample(x: np.ndarray, y: np.ndarray, max_points: int = CURVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
