@@ -12,7 +12,6 @@ what was expected.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import zipfile
@@ -24,7 +23,7 @@ import numpy as np
 
 from oltr_bench.errors import OltrError
 from oltr_bench.splits.format import SplitDir
-from oltr_bench.utils.io import atomic_write_bytes
+from oltr_bench.utils.io import atomic_open
 
 REQUIRED_KEYS = ("ids", "split_fingerprint")
 OPTIONAL_KEYS = ("logits", "probs", "pred", "known_score", "meta")
@@ -66,7 +65,7 @@ def write_predictions(
 
     def floats(values) -> np.ndarray:
         values = np.asarray(values)
-        return values if values.dtype == np.float64 else values.astype(np.float32)
+        return values if values.dtype == np.float64 else values.astype(np.float32, copy=False)
 
     arrays: dict[str, np.ndarray] = {
         "ids": np.asarray(ids, dtype=np.str_),
@@ -79,9 +78,8 @@ def write_predictions(
         arrays["known_score"] = floats(known_score)
     if meta is not None:
         arrays["meta"] = np.asarray(json.dumps(meta, sort_keys=True), dtype=np.str_)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
+    with atomic_open(path) as fh:  # streamed: the archive is never held in memory
+        np.savez(fh, **arrays)
 
 
 def _describe(array: np.ndarray) -> str:
