@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import pickle
 
 import numpy as np
 import pytest
@@ -156,6 +158,17 @@ def test_results_file_is_json_and_small(split, tmp_path):
         assert all(len(values) <= 201 for values in r["curves"][curve].values())
 
 
+def test_written_files_follow_the_umask(split, tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_predictions(tmp_path / "p.npz", **{k: v for k, v in good_arrays(split).items()})
+        write_results(tmp_path / "r.json", {"format": "x"})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "p.npz").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
+
+
 def test_engine_predictions_in_memory_are_validated_too(split):
     a = good_arrays(split)
     logits = a["logits"].copy()
@@ -178,6 +191,12 @@ def test_missing_file(split, tmp_path):
 
 def test_not_an_npz(split, tmp_path):
     (tmp_path / "p.npz").write_text("ids,logits\n")
+    with pytest.raises(OltrError, match=r"p.npz: found a file that starts with b'ids,lo', not a zip archive; expected an .npz"):
+        evaluate_file(tmp_path / "p.npz", split)
+    (tmp_path / "p.npz").write_bytes(pickle.dumps({"ids": [1]}))
+    with pytest.raises(OltrError, match=r"p.npz: found a file that starts with b'\\x80"):
+        evaluate_file(tmp_path / "p.npz", split)
+    (tmp_path / "p.npz").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(OltrError, match=r"p.npz is not a readable .npz file \(.*\); expected an archive written by numpy.savez"):
         evaluate_file(tmp_path / "p.npz", split)
 
@@ -345,10 +364,11 @@ def test_bad_evaluation_arguments(split, tmp_path):
 def test_cli_evaluate_prints_and_writes(cli, split, tmp_path):
     path = save(tmp_path / "p.npz", good_arrays(split))
     out = cli("evaluate", "--predictions", str(path), "--splits", str(split.path), "--protocol", "oltr-2019",
-              "--threshold", "0.3", "--json", str(tmp_path / "r.json")).output
+              "--threshold", "0.3", "--method", "mine", "--json", str(tmp_path / "r.json")).output
     r = json.loads((tmp_path / "r.json").read_text())
     assert r["protocol"] == "oltr-2019" and r["open_threshold"] == 0.3 and r["provenance"]["predictions"] == str(path)
-    assert "### tiny — protocol `oltr-2019`, open threshold τ = 0.3" in out
+    assert r["method"] == "mine"
+    assert "### tiny — protocol `oltr-2019`, open threshold τ = 0.3" in out and "| mine |" in out
     assert "closed set:    top1 1.000  many 1.000  medium 1.000  few 1.000" in out
     assert "open samples:  open_accept_rate 0.200  open_absorbed_many 0.000  open_absorbed_medium 1.000" in out
 

@@ -34,9 +34,10 @@ def summary(metrics: dict) -> str:
 @click.option("--protocol", type=click.Choice(sorted(PROTOCOLS)), default="oltr", show_default=True, help="Shot thresholds and F-measure rule (SPEC.md §3).")
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True, help="Open-set threshold τ on the known score (ignored when the file has 'pred').")
 @click.option("--set", "which", type=click.Choice(["test", "val"]), default="test", show_default=True, help="Evaluation set: test (+ open) or val.")
+@click.option("--method", default=None, help="Method name recorded in the results (default: the file's meta 'method').")
 @click.option("--partial", is_flag=True, help="Score only the ids present (for --quick runs; never a valid submission).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=Path("results.json"), show_default=True, help="Where to write the results.")
-def evaluate_cmd(predictions, splits, protocol, threshold, which, partial, json_out) -> None:
+def evaluate_cmd(predictions, splits, protocol, threshold, which, method, partial, json_out) -> None:
     """Validate a predictions file against a split and compute every metric.
 
     The file must hold every test and open id of the split exactly once (any order), finite
@@ -48,10 +49,10 @@ def evaluate_cmd(predictions, splits, protocol, threshold, which, partial, json_
     \b
     Example:
       oltr-bench evaluate --predictions run/predictions/test.npz --splits oltr_work/splits/embedded
-      oltr-bench evaluate --predictions p.npz --splits DIR --protocol oltr-2019 --threshold 0.2 --json r.json
+      oltr-bench evaluate --predictions p.npz --splits DIR --method mine --protocol oltr-2019 --threshold 0.2 --json r.json
     """
     split = load_split_dir(splits)
-    results = evaluate_file(predictions, split, which=which, protocol=protocol, threshold=threshold, partial=partial)
+    results = evaluate_file(predictions, split, which=which, protocol=protocol, threshold=threshold, method=method, partial=partial)
     results["provenance"]["predictions"] = str(predictions)
     write_results(json_out, results)
     click.echo(markdown([{**results, "_path": str(json_out)}]))

@@ -101,12 +101,15 @@ def load_predictions(path: str | os.PathLike) -> Predictions:
     path = Path(path)
     if not path.is_file():
         raise OltrError(f"--predictions {path}: no such file; expected a predictions .npz (SPEC.md §2)")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic == b"\x93NUMPY":
+        raise OltrError(f"{path}: found a single .npy array; expected an .npz archive of named arrays (numpy.savez)")
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # numpy would try to unpickle anything else
+        raise OltrError(f"{path}: found a file that starts with {magic!r}, not a zip archive; expected an .npz written by numpy.savez")
     arrays: dict[str, np.ndarray] = {}
     try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise OltrError(f"{path}: found a single .npy array; expected an .npz archive of named arrays (numpy.savez)")
-        with data:
+        with np.load(path, allow_pickle=False) as data:
             for key in data.files:
                 try:
                     arrays[key] = data[key]
