@@ -496,3 +496,11 @@ def test_scores_are_invariant_to_row_order(problem):
     a = compute_metrics(labels, counts, logits=logits, pred=pred, **kwargs)
     b = compute_metrics(labels[order], counts, logits=logits[order], pred=None if pred is None else pred[order], **kwargs)
     assert a == b
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import oltr_bench.metrics.core as core
+
+    assert doctest.testmod(core).failed == 0

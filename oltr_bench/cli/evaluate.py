@@ -8,7 +8,7 @@ import click
 
 from oltr_bench.metrics.evaluate import DEFAULT_THRESHOLD, evaluate_file, write_results
 from oltr_bench.metrics.protocols import PROTOCOLS
-from oltr_bench.report.tables import fmt, markdown
+from oltr_bench.report.tables import markdown
 from oltr_bench.splits.format import load_split_dir
 
 SUMMARY_LINES = (
@@ -20,11 +20,14 @@ SUMMARY_LINES = (
 
 
 def summary(metrics: dict) -> str:
-    """Every metric on four labelled lines (the table above it shows only the headline columns)."""
+    """Every metric on four labelled lines (the table above it shows only the headline columns); – = undefined."""
+
+    def value(key: str) -> str:
+        return "–" if metrics.get(key) is None else f"{metrics[key]:.3f}"
+
     width = max(len(label) for label, _ in SUMMARY_LINES)
     return "\n".join(
-        f"{label + ':':<{width + 1}}  " + "  ".join(f"{key} {fmt(metrics.get(key))}" for key in keys)
-        for label, keys in SUMMARY_LINES
+        f"{label + ':':<{width + 1}}  " + "  ".join(f"{key} {value(key)}" for key in keys) for label, keys in SUMMARY_LINES
     )
 
 

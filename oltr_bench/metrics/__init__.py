@@ -14,7 +14,6 @@ from oltr_bench.metrics.core import (
     macro_f1,
     per_class_accuracy,
     score_predictions,
-    softmax,
     top1,
 )
 from oltr_bench.metrics.evaluate import evaluate, evaluate_file, write_results
@@ -62,7 +61,6 @@ __all__ = [
     "reliability",
     "roc_points",
     "score_predictions",
-    "softmax",
     "top1",
     "write_predictions",
     "write_results",

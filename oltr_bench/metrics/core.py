@@ -32,15 +32,6 @@ from oltr_bench.metrics.protocols import GROUP_NAMES, Protocol, get_protocol
 BLOCK_ROWS = 1024  # rows per float64 softmax block: 1024 x 1000 classes = 8 MB
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax p_c = exp(z_c − max z) / Σ_k exp(z_k − max z), in float64."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z
-
-
 def closed_predictions(scores: np.ndarray, are_probs: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """ŷ = argmax_c p_c and the confidence max_c p_c of every row, p = softmax(scores) (or scores if probs).
 
