@@ -158,7 +158,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         split, ids = split_for(labels, train_counts, Path(tmp))
         write_predictions(Path(tmp) / "p.npz", ids=ids, logits=logits, split_fingerprint=split.fingerprint)
-        del logits  # as in a fresh `oltr-bench evaluate`: only the loaded copy is in memory
+        logits = None  # as in a fresh `oltr-bench evaluate`: only the loaded copy is in memory
         start = time.perf_counter()
         preds = load_predictions(Path(tmp) / "p.npz")
         load_s = time.perf_counter() - start
