@@ -11,32 +11,55 @@ from oltr_bench.metrics.protocols import PROTOCOLS
 from oltr_bench.report.tables import markdown
 from oltr_bench.splits.format import load_split_dir
 
+SUMMARY_LINES = (
+    ("closed set", ("top1", "many", "medium", "few", "macro_f1", "ece")),
+    ("open set", ("open_top1", "open_many", "open_medium", "open_few", "open_f1")),
+    ("detection", ("auroc", "aupr_in", "aupr_out", "fpr95", "oscr")),
+    ("open samples", ("open_accept_rate", "open_absorbed_many", "open_absorbed_medium", "open_absorbed_few")),
+)
+
+
+def summary(metrics: dict) -> str:
+    """Every metric on four labelled lines (the table above it shows only the headline columns); – = undefined."""
+
+    def value(key: str) -> str:
+        return "–" if metrics.get(key) is None else f"{metrics[key]:.3f}"
+
+    width = max(len(label) for label, _ in SUMMARY_LINES)
+    return "\n".join(
+        f"{label + ':':<{width + 1}}  " + "  ".join(f"{key} {value(key)}" for key in keys) for label, keys in SUMMARY_LINES
+    )
+
 
 @click.command("evaluate")
 @click.option("--predictions", required=True, type=click.Path(path_type=Path), help="Predictions .npz (SPEC.md §2).")
 @click.option("--splits", required=True, type=click.Path(path_type=Path), help="The split directory the predictions were made for.")
-@click.option("--protocol", type=click.Choice(sorted(PROTOCOLS)), default="oltr", show_default=True, help="Shot thresholds and F-measure rule.")
-@click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True, help="Open-set threshold τ on the known score.")
+@click.option("--protocol", type=click.Choice(sorted(PROTOCOLS)), default="oltr", show_default=True, help="Shot thresholds and F-measure rule (SPEC.md §3).")
+@click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True, help="Open-set threshold τ on the known score (ignored when the file has 'pred').")
 @click.option("--set", "which", type=click.Choice(["test", "val"]), default="test", show_default=True, help="Evaluation set: test (+ open) or val.")
+@click.option("--method", default=None, help="Method name recorded in the results (default: the file's meta 'method').")
 @click.option("--partial", is_flag=True, help="Score only the ids present (for --quick runs; never a valid submission).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=Path("results.json"), show_default=True, help="Where to write the results.")
-def evaluate_cmd(predictions, splits, protocol, threshold, which, partial, json_out) -> None:
+def evaluate_cmd(predictions, splits, protocol, threshold, which, method, partial, json_out) -> None:
     """Validate a predictions file against a split and compute every metric.
 
-    The file must hold every test and open id of the split exactly once (any order), scores
-    with the split's class count, and the split's fingerprint. Writes the results JSON
-    atomically and prints a short table.
+    The file must hold every test and open id of the split exactly once (any order), finite
+    scores with the split's class count (probabilities that sum to 1), 'pred' values in
+    {-1, 0..C-1} if given, and the split's fingerprint; it is read without unpickling. Each
+    problem is reported with the key, what was found and what was expected. Writes the results
+    JSON atomically (metrics, per-class accuracy, curves for plots) and prints a short table.
 
     \b
     Example:
       oltr-bench evaluate --predictions run/predictions/test.npz --splits oltr_work/splits/embedded
+      oltr-bench evaluate --predictions p.npz --splits DIR --method mine --protocol oltr-2019 --threshold 0.2 --json r.json
     """
     split = load_split_dir(splits)
-    results = evaluate_file(predictions, split, which=which, protocol=protocol, threshold=threshold, partial=partial)
+    results = evaluate_file(predictions, split, which=which, protocol=protocol, threshold=threshold, method=method, partial=partial)
     results["provenance"]["predictions"] = str(predictions)
-    write_results(json_out, dict(results))
-    results["_path"] = str(json_out)
-    click.echo(markdown([results]))
+    write_results(json_out, results)
+    click.echo(markdown([{**results, "_path": str(json_out)}]))
+    click.echo(summary(results["metrics"]))
     click.echo(f"results written to {json_out}", err=True)
 
 

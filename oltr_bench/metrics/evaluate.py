@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 from oltr_bench.errors import OltrError
-from oltr_bench.metrics.core import compute_metrics
+from oltr_bench.metrics.core import closed_predictions, score_predictions
 from oltr_bench.metrics.predictions import Predictions, align, load_predictions
 from oltr_bench.metrics.protocols import get_protocol
 from oltr_bench.splits.format import SplitDir
@@ -27,34 +28,54 @@ def evaluate(
     provenance: dict[str, Any] | None = None,
     partial: bool = False,
 ) -> dict[str, Any]:
-    """Validate ``preds`` against ``split`` and compute the results dict (SPEC.md §3 ``results.json``)."""
+    """Validate ``preds`` against ``split`` and compute the results dict (SPEC.md §3 ``results.json``).
+
+    ``which`` is the evaluation set (``test`` = test + open lists, or ``val``); ``protocol`` and
+    ``threshold`` (τ, ignored when the predictions carry their own ``pred``) define the metrics.
+    """
     if which not in ("val", "test"):
         raise OltrError(f"evaluation set {which!r} is not known; expected 'val' or 'test'")
     proto = get_protocol(protocol)
-    aligned, labels = align(preds, split, which, partial=partial)
-    scored = compute_metrics(
-        aligned.probs(), labels, split.train_counts, proto, threshold, pred=aligned.pred, known_score=aligned.known_score
+    if not math.isfinite(float(threshold)):
+        raise OltrError(f"--threshold: found {threshold!r}; expected a finite number (τ on the known score)")
+    rows, labels = align(preds, split, which, partial=partial)
+    # Per-row reductions run in file order (no copy of the [N, C] scores); the vectors are then
+    # put in the split's order, so the results do not depend on the order of the file's rows.
+    closed, confidence = closed_predictions(preds.scores, are_probs=preds.scores_are_probs)
+    scored = score_predictions(
+        labels,
+        split.train_counts,
+        closed[rows],
+        confidence[rows],
+        pred=None if preds.pred is None else preds.pred[rows],
+        known_score=None if preds.known_score is None else preds.known_score[rows],
+        protocol=proto,
+        threshold=threshold,
     )
     return {
         "format": RESULTS_FORMAT,
         "dataset": split.dataset,
-        "method": method or aligned.meta.get("method"),
+        "method": method or preds.meta.get("method"),
         "split_fingerprint": split.fingerprint,
         "evaluation_set": which,
         "protocol": proto.name,
-        "open_threshold": threshold if aligned.pred is None else None,
+        "open_threshold": float(threshold) if preds.pred is None else None,
         "metrics": scored["metrics"],
         "groups": scored["groups"],
         "per_class_acc": scored["per_class_acc"],
+        "train_counts": scored["train_counts"],
         "counts": {"known": int((labels >= 0).sum()), "open": int((labels < 0).sum())},
         "partial": partial,
-        "provenance": {**aligned.meta, **(provenance or {})},
+        "provenance": {**preds.meta, **(provenance or {})},
+        "curves": scored["curves"],
     }
 
 
 def evaluate_file(path: str | os.PathLike, split: SplitDir, **kwargs: Any) -> dict[str, Any]:
+    """:func:`evaluate` of the predictions file at ``path``."""
     return evaluate(load_predictions(path), split, **kwargs)
 
 
 def write_results(path: str | os.PathLike, results: dict[str, Any]) -> None:
+    """Write ``results.json`` atomically (a reader never sees a partial file)."""
     atomic_write_json(path, results)

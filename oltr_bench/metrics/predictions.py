@@ -2,12 +2,16 @@
 
 Keys: ``ids`` (str [N]), ``logits`` or ``probs`` (float [N, C]), optional ``pred`` (int [N],
 -1 = rejected), optional ``known_score`` (float [N]), ``split_fingerprint`` (str scalar),
-optional ``meta`` (JSON str scalar). Files are loaded with ``allow_pickle=False``.
+optional ``meta`` (JSON object as a str scalar). Files are loaded with ``allow_pickle=False``.
+
+:func:`load_predictions` reads a file (its keys and their kinds); :func:`align` validates the
+arrays against a split — the checks apply as well to predictions made in memory by the engine —
+and says which row holds each id of the split. Every message names the key, what was found and
+what was expected.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import zipfile
@@ -18,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from oltr_bench.errors import OltrError
-from oltr_bench.metrics.core import softmax
 from oltr_bench.splits.format import SplitDir
-from oltr_bench.utils.io import atomic_write_bytes
+from oltr_bench.utils.io import atomic_open
 
-ALLOWED_KEYS = {"ids", "logits", "probs", "pred", "known_score", "split_fingerprint", "meta"}
+REQUIRED_KEYS = ("ids", "split_fingerprint")
+OPTIONAL_KEYS = ("logits", "probs", "pred", "known_score", "meta")
+PROBS_TOLERANCE = 1e-3  # |Σ_c p_c − 1| allowed per row (float16 probabilities of 1000 classes stay within it)
 
 
 @dataclass
@@ -35,8 +40,9 @@ class Predictions:
     known_score: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def probs(self) -> np.ndarray:
-        return np.asarray(self.scores, dtype=np.float64) if self.scores_are_probs else softmax(self.scores)
+    @property
+    def scores_key(self) -> str:
+        return "probs" if self.scores_are_probs else "logits"
 
 
 def write_predictions(
@@ -50,88 +56,100 @@ def write_predictions(
     known_score=None,
     meta: dict[str, Any] | None = None,
 ) -> None:
-    """Write a predictions file atomically (exactly one of ``logits``/``probs``)."""
+    """Write a predictions file atomically (exactly one of ``logits``/``probs``).
+
+    Float64 scores stay float64; other scores are stored as float32.
+    """
     if (logits is None) == (probs is None):
         raise ValueError("give exactly one of logits or probs")
+
+    def floats(values) -> np.ndarray:
+        values = np.asarray(values)
+        return values if values.dtype == np.float64 else values.astype(np.float32, copy=False)
+
     arrays: dict[str, np.ndarray] = {
         "ids": np.asarray(ids, dtype=np.str_),
         "split_fingerprint": np.asarray(split_fingerprint, dtype=np.str_),
     }
-    arrays["logits" if logits is not None else "probs"] = np.asarray(logits if logits is not None else probs, dtype=np.float32)
+    arrays["logits" if logits is not None else "probs"] = floats(logits if logits is not None else probs)
     if pred is not None:
         arrays["pred"] = np.asarray(pred, dtype=np.int64)
     if known_score is not None:
-        arrays["known_score"] = np.asarray(known_score, dtype=np.float32)
+        arrays["known_score"] = floats(known_score)
     if meta is not None:
         arrays["meta"] = np.asarray(json.dumps(meta, sort_keys=True), dtype=np.str_)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
+    with atomic_open(path) as fh:  # streamed: the archive is never held in memory
+        np.savez(fh, **arrays)
+
+
+def _describe(array: np.ndarray) -> str:
+    return f"dtype {array.dtype} with shape {array.shape}"
+
+
+def _string_scalar(arrays: dict[str, np.ndarray], key: str) -> str:
+    value = arrays[key]
+    if value.ndim != 0 or value.dtype.kind != "U":
+        raise OltrError(f"{key}: found {_describe(value)}; expected a string scalar (np.asarray(text, dtype=str))")
+    return str(value)
 
 
 def load_predictions(path: str | os.PathLike) -> Predictions:
-    """Read a predictions file, checking keys, dtypes and shapes (not yet the split: see :func:`align`)."""
+    """Read a predictions file: a readable ``.npz`` of plain arrays with the keys of SPEC.md §2.
+
+    The contents are validated against a split by :func:`align` (``evaluate`` does both).
+    """
     path = Path(path)
     if not path.is_file():
-        raise OltrError(f"--predictions {path} does not exist")
+        raise OltrError(f"--predictions {path}: no such file; expected a predictions .npz (SPEC.md §2)")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic == b"\x93NUMPY":
+        raise OltrError(f"{path}: found a single .npy array; expected an .npz archive of named arrays (numpy.savez)")
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # numpy would try to unpickle anything else
+        raise OltrError(f"{path}: found a file that starts with {magic!r}, not a zip archive; expected an .npz written by numpy.savez")
+    arrays: dict[str, np.ndarray] = {}
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except ValueError as exc:
-        raise OltrError(f"{path}: contains pickled objects, which are not accepted ({exc}); store plain arrays") from None
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise OltrError(f"{path} is not a readable .npz file: {exc}") from None
-    unknown = sorted(set(arrays) - ALLOWED_KEYS)
+            for key in data.files:
+                try:
+                    arrays[key] = data[key]
+                except ValueError as exc:
+                    if "allow_pickle" not in str(exc):
+                        raise
+                    raise OltrError(
+                        f"{key}: found an object array, which would need unpickling; expected a plain numeric or "
+                        "string array (e.g. np.asarray(values, dtype=str)); predictions are loaded with allow_pickle=False"
+                    ) from None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise OltrError(f"{path} is not a readable .npz file ({exc}); expected an archive written by numpy.savez") from None
+    allowed = REQUIRED_KEYS + OPTIONAL_KEYS
+    unknown = sorted(set(arrays) - set(allowed))
     if unknown:
-        raise OltrError(f"{path}: unexpected keys {unknown}; expected only {sorted(ALLOWED_KEYS)}")
-    for key in ("ids", "split_fingerprint"):
+        raise OltrError(f"{unknown[0]}: unexpected key (found keys {sorted(arrays)}); expected only {', '.join(allowed)}")
+    for key in REQUIRED_KEYS:
         if key not in arrays:
-            raise OltrError(f"{path}: key {key!r} is missing")
+            raise OltrError(f"{key}: missing (found keys {sorted(arrays)}); a predictions file needs ids, split_fingerprint and logits or probs")
     has_logits, has_probs = "logits" in arrays, "probs" in arrays
     if has_logits == has_probs:
-        raise OltrError(f"{path}: expected exactly one of 'logits' or 'probs', found {'both' if has_logits else 'neither'}")
-    ids = arrays["ids"]
-    if ids.ndim != 1 or ids.dtype.kind != "U":
-        raise OltrError(f"ids: expected a 1-D array of strings, found dtype {ids.dtype} with shape {ids.shape}")
-    key = "logits" if has_logits else "probs"
-    scores = arrays[key]
-    if scores.ndim != 2 or scores.dtype.kind != "f":
-        raise OltrError(f"{key}: expected a 2-D float array [N, C], found dtype {scores.dtype} with shape {scores.shape}")
-    if scores.shape[0] != ids.shape[0]:
-        raise OltrError(f"{key}: {scores.shape[0]} rows but ids has {ids.shape[0]} entries")
-    if not np.all(np.isfinite(scores)):
-        bad = int(np.sum(~np.isfinite(scores).all(axis=1)))
-        raise OltrError(f"{key}: {bad:,} rows contain NaN or infinite values; expected finite scores")
-    if has_probs:
-        if np.any(scores < 0):
-            raise OltrError("probs: negative probabilities found; expected values in [0, 1]")
-        sums = scores.astype(np.float64).sum(axis=1)
-        worst = int(np.argmax(np.abs(sums - 1)))
-        if abs(sums[worst] - 1) > 1e-3:
-            raise OltrError(f"probs: row {worst} ({ids[worst]}) sums to {sums[worst]:.6f}; expected rows that sum to 1")
-    fp = arrays["split_fingerprint"]
-    if fp.ndim != 0 or fp.dtype.kind != "U":
-        raise OltrError(f"split_fingerprint: expected a string scalar, found dtype {fp.dtype} with shape {fp.shape}")
-    pred = arrays.get("pred")
-    if pred is not None:
-        if pred.shape != ids.shape or pred.dtype.kind not in "iu":
-            raise OltrError(f"pred: expected an integer array of shape {ids.shape}, found dtype {pred.dtype} with shape {pred.shape}")
-        bad = (pred < -1) | (pred >= scores.shape[1])
-        if bad.any():
-            raise OltrError(f"pred: {int(bad.sum()):,} values outside {{-1, 0..{scores.shape[1] - 1}}} (first: {int(pred[bad][0])})")
-    known_score = arrays.get("known_score")
-    if known_score is not None:
-        if known_score.shape != ids.shape or known_score.dtype.kind != "f":
-            raise OltrError(f"known_score: expected a float array of shape {ids.shape}, found dtype {known_score.dtype} with shape {known_score.shape}")
-        if not np.all(np.isfinite(known_score)):
-            raise OltrError("known_score: contains NaN or infinite values; expected finite scores")
+        raise OltrError(f"logits/probs: found {'both' if has_logits else 'neither'}; expected exactly one of the two keys")
     meta: dict[str, Any] = {}
     if "meta" in arrays:
+        text = _string_scalar(arrays, "meta")
         try:
-            meta = json.loads(str(arrays["meta"]))
+            meta = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise OltrError(f"meta: expected a JSON string, found invalid JSON ({exc})") from None
-    return Predictions(ids, scores, has_probs, str(fp), pred, known_score, meta)
+            raise OltrError(f"meta: found invalid JSON ({exc}); expected a JSON object as a string") from None
+        if not isinstance(meta, dict):
+            raise OltrError(f"meta: found a JSON {type(meta).__name__}; expected a JSON object")
+    return Predictions(
+        ids=arrays["ids"],
+        scores=arrays["logits" if has_logits else "probs"],
+        scores_are_probs=has_probs,
+        split_fingerprint=_string_scalar(arrays, "split_fingerprint"),
+        pred=arrays.get("pred"),
+        known_score=arrays.get("known_score"),
+        meta=meta,
+    )
 
 
 def expected_ids(split: SplitDir, which: str) -> tuple[list[str], np.ndarray, dict[str, str]]:
@@ -146,50 +164,94 @@ def expected_ids(split: SplitDir, which: str) -> tuple[list[str], np.ndarray, di
     return ids, np.asarray(labels, dtype=np.int64), origin
 
 
-def align(preds: Predictions, split: SplitDir, which: str, partial: bool = False) -> tuple[Predictions, np.ndarray]:
-    """Check ``preds`` against the split and reorder it to the split's id order; return it and the labels.
+def _first_bad(ids: np.ndarray, bad: np.ndarray) -> str:
+    return str(ids[np.flatnonzero(bad)[0]])
 
-    With ``partial`` (``--quick`` runs) ids of the split may be missing and only those present
-    are scored; such results are never a valid submission.
+
+def check_arrays(preds: Predictions, num_classes: int) -> None:
+    """Kinds, shapes and values of the arrays: 2-D finite float scores with ``num_classes`` columns,
+    probability rows that sum to 1, ``pred`` in {-1, 0..C-1}, finite ``known_score``."""
+    ids, scores, key = preds.ids, preds.scores, preds.scores_key
+    if ids.ndim != 1 or ids.dtype.kind != "U":
+        raise OltrError(f"ids: found {_describe(ids)}; expected a 1-D array of strings (np.asarray(ids, dtype=str))")
+    if scores.ndim != 2 or scores.dtype.kind != "f":
+        raise OltrError(f"{key}: found {_describe(scores)}; expected a 2-D float array [N, C]")
+    if scores.shape[0] != ids.shape[0]:
+        raise OltrError(f"{key}: found {scores.shape[0]:,} rows; expected one per id ({ids.shape[0]:,})")
+    if scores.shape[1] != num_classes:
+        raise OltrError(f"{key}: found {scores.shape[1]:,} columns; expected {num_classes:,} (the split's class count)")
+    bad = ~np.isfinite(scores).all(axis=1)
+    if bad.any():
+        raise OltrError(f"{key}: found {int(bad.sum()):,} rows with NaN or infinite values (first: {_first_bad(ids, bad)}); expected finite values")
+    if preds.scores_are_probs and len(scores):
+        negative = (scores < 0).any(axis=1)
+        if negative.any():
+            raise OltrError(f"probs: found {int(negative.sum()):,} rows with negative values (first: {_first_bad(ids, negative)}); expected probabilities >= 0")
+        error = np.abs(scores.sum(axis=1, dtype=np.float64) - 1.0)
+        off = error > PROBS_TOLERANCE
+        if off.any():
+            worst = int(np.argmax(error))
+            raise OltrError(
+                f"probs: found {int(off.sum()):,} rows that do not sum to 1 (worst: {ids[worst]} sums to "
+                f"{scores[worst].sum(dtype=np.float64):.6g}); expected rows that sum to 1 within {PROBS_TOLERANCE:g}"
+            )
+    if preds.pred is not None:
+        pred = preds.pred
+        if pred.shape != ids.shape or pred.dtype.kind not in "iu":
+            raise OltrError(f"pred: found {_describe(pred)}; expected an integer array of shape {ids.shape}")
+        bad = (pred < -1) | (pred >= num_classes)
+        if bad.any():
+            raise OltrError(
+                f"pred: found {int(bad.sum()):,} values outside {{-1, 0..{num_classes - 1}}} "
+                f"(first: {int(pred[bad][0])} for {_first_bad(ids, bad)}); expected -1 (rejected) or a class index"
+            )
+    if preds.known_score is not None:
+        known_score = preds.known_score
+        if known_score.shape != ids.shape or known_score.dtype.kind != "f":
+            raise OltrError(f"known_score: found {_describe(known_score)}; expected a float array of shape {ids.shape}")
+        bad = ~np.isfinite(known_score)
+        if bad.any():
+            raise OltrError(f"known_score: found {int(bad.sum()):,} NaN or infinite values (first: {_first_bad(ids, bad)}); expected finite scores")
+
+
+def align(preds: Predictions, split: SplitDir, which: str, partial: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Validate ``preds`` against the split; return ``rows`` and ``labels`` in the split's id order.
+
+    ``rows[i]`` is the row of ``preds`` that holds the i-th id of the evaluation set (``val``, or
+    ``test`` = the test list then the open list) and ``labels[i]`` its label. The ids must be
+    exactly those of the set, each once, in any order. With ``partial`` (``--quick`` runs) ids
+    may be missing and only those present are scored; such results are never a valid submission.
     """
     if preds.split_fingerprint != split.fingerprint:
         raise OltrError(
-            f"split_fingerprint: the predictions were made for split {preds.split_fingerprint[:16]}..., "
-            f"but {split.path} has fingerprint {split.fingerprint[:16]}...; evaluate against the split they were made for"
+            f"split_fingerprint: found {preds.split_fingerprint[:16]}...; expected {split.fingerprint[:16]}..., the "
+            f"fingerprint of {split.path}; evaluate against the split the predictions were made for"
         )
+    check_arrays(preds, split.num_classes)
     ids, labels, origin = expected_ids(split, which)
-    if preds.scores.shape[1] != split.num_classes:
-        raise OltrError(f"{'probs' if preds.scores_are_probs else 'logits'}: {preds.scores.shape[1]} columns; expected {split.num_classes} (the split's class count)")
-    got = preds.ids.tolist()
     position: dict[str, int] = {}
     duplicates = []
-    for i, pid in enumerate(got):
+    for i, pid in enumerate(preds.ids.tolist()):
         if pid in position:
             duplicates.append(pid)
         position[pid] = i
     if duplicates:
-        raise OltrError(f"ids: {len(duplicates):,} ids appear more than once (first: {duplicates[0]})")
-    extra = [pid for pid in got if pid not in origin]
+        raise OltrError(f"ids: found {len(duplicates):,} ids more than once (first: {duplicates[0]}); expected each id once")
+    extra = [pid for pid in position if pid not in origin]
     if extra:
-        raise OltrError(f"ids: {len(extra):,} ids are not in the split's {which} lists (first: {extra[0]})")
-    missing = [pid for pid in ids if pid not in position]
+        lists = "val list" if which == "val" else "test and open lists"
+        raise OltrError(f"ids: found {len(extra):,} ids that are not in the split's {lists} (first: {extra[0]}); expected only ids of those lists")
+    present = np.fromiter((pid in position for pid in ids), dtype=bool, count=len(ids))
     if partial:
-        keep = [i for i, pid in enumerate(ids) if pid in position]
-        ids, labels = [ids[i] for i in keep], labels[keep]
-    elif missing:
+        if not present.any():
+            raise OltrError(f"ids: found none of the split's {which} ids; expected at least one, even with --partial")
+        ids, labels = [pid for pid, ok in zip(ids, present) if ok], labels[present]
+    elif not present.all():
         by_list: dict[str, list[str]] = {}
-        for pid in missing:
-            by_list.setdefault(origin[pid], []).append(pid)
+        for pid, ok in zip(ids, present):
+            if not ok:
+                by_list.setdefault(origin[pid], []).append(pid)
         parts = [f"{len(v):,} {k} ids missing (first: {v[0]})" for k, v in by_list.items()]
-        raise OltrError("ids: " + "; ".join(parts))
-    order = np.fromiter((position[pid] for pid in ids), dtype=np.int64, count=len(ids))
-    aligned = Predictions(
-        ids=preds.ids[order],
-        scores=preds.scores[order],
-        scores_are_probs=preds.scores_are_probs,
-        split_fingerprint=preds.split_fingerprint,
-        pred=None if preds.pred is None else preds.pred[order],
-        known_score=None if preds.known_score is None else preds.known_score[order],
-        meta=preds.meta,
-    )
-    return aligned, labels
+        raise OltrError("ids: " + "; ".join(parts) + "; expected every id of the evaluation set once (--partial scores a subset)")
+    rows = np.fromiter((position[pid] for pid in ids), dtype=np.int64, count=len(ids))
+    return rows, labels
