@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from oltr_bench.errors import OltrError
 from oltr_bench.report import entries as lb
-from oltr_bench.report.collect import ENTRY_PREFIX, load_run
+from oltr_bench.report.collect import load_run
 from oltr_bench.report.submit import entry_from_file, entry_from_runs, same_runs_entry
 
 
@@ -35,14 +34,6 @@ def _results_file(path: Path) -> Path:
     if not path.is_file():
         raise OltrError(f"{path} does not exist; expected a run directory, a results.json file or an entry JSON file")
     return path
-
-
-def _is_entry_file(path: Path) -> bool:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(data, dict) and str(data.get("format", "")).startswith(ENTRY_PREFIX)
 
 
 @leaderboard_cmd.command("add")
@@ -85,7 +76,7 @@ def add_cmd(paths, root, name, method, backbone, pretraining, extra_data, epochs
     options = {"name": name, "method": method, "backbone": backbone, "pretraining": pretraining, "extra_data": extra_data,
                "epochs": epochs, "notes": notes, "code_url": code_url}
     paper = {k: v for k, v in (("title", paper_title), ("venue", venue), ("year", year), ("url", paper_url)) if v is not None}
-    if len(paths) == 1 and paths[0].is_file() and _is_entry_file(paths[0]):
+    if len(paths) == 1 and paths[0].is_file() and lb.is_entry_file(paths[0]):
         entry = entry_from_file(lb.load_entry(paths[0]), options=options, paper=paper)
         why_not = ""
         default_slug = paths[0].stem

@@ -17,7 +17,6 @@ from oltr_bench.errors import OltrError
 from oltr_bench.report import entries as lb
 
 RESULTS_PREFIX = "oltr-bench-results/"
-ENTRY_PREFIX = "oltr-bench-entry/"
 # JSON files of a run or split directory that are never leaderboard entries.
 NOT_ENTRIES = {"results.json", "manifest.json"}
 
@@ -45,20 +44,6 @@ class EntryRecord:
 class Collected:
     runs: list[RunRecord] = field(default_factory=list)
     entries: list[EntryRecord] = field(default_factory=list)
-
-
-def find_results_files(paths: Iterable[Path]) -> list[Path]:
-    """Every ``results.json`` named directly, inside a run directory, or anywhere below a folder."""
-    found: list[Path] = []
-    for path in paths:
-        path = Path(path)
-        if path.is_file():
-            found.append(path)
-        elif path.is_dir():
-            found += sorted(path.rglob("results.json"))
-        else:
-            raise OltrError(f"{path} does not exist; expected a run directory, a results.json file or a folder of runs")
-    return found
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -108,14 +93,6 @@ def _entry_candidates(folder: Path) -> list[Path]:
     )
 
 
-def _format_of(path: Path) -> str:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return ""
-    return str(data.get("format", "")) if isinstance(data, dict) else ""
-
-
 def load_entries(paths: Iterable[Path], named: bool = True) -> list[EntryRecord]:
     """Load entry files and refuse invalid ones, listing every problem."""
     records, problems = [], []
@@ -147,8 +124,8 @@ def collect(paths: Iterable[Path], *, leaderboard_dirs: Iterable[Path] = ()) -> 
     entry_files: list[Path] = []
     for path in map(Path, paths):
         if path.is_file():
-            fmt = _format_of(path)
-            if fmt.startswith(ENTRY_PREFIX):
+            fmt = lb.file_format(path)
+            if fmt.startswith(lb.ENTRY_PREFIX):
                 entry_files.append(path)
             elif fmt.startswith(RESULTS_PREFIX) or path.name == "results.json":
                 result_files.append(path)
@@ -156,7 +133,7 @@ def collect(paths: Iterable[Path], *, leaderboard_dirs: Iterable[Path] = ()) -> 
                 raise OltrError(f"{path}: format {fmt or 'unknown'!r}; expected a results.json, a leaderboard entry, a run directory or a folder of runs")
         elif path.is_dir():
             result_files += sorted(path.rglob("results.json"))
-            entry_files += [p for p in _entry_candidates(path) if _format_of(p).startswith(ENTRY_PREFIX)]
+            entry_files += [p for p in _entry_candidates(path) if lb.is_entry_file(p)]
         else:
             raise OltrError(f"{path} does not exist; expected a run directory, a results.json file, a leaderboard entry or a folder of them")
     seen: set[Path] = set()

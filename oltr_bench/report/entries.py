@@ -25,6 +25,7 @@ from oltr_bench.paths import work_dir
 from oltr_bench.utils.io import dumps_json
 
 ENTRY_FORMAT = "oltr-bench-entry/1"
+ENTRY_PREFIX = "oltr-bench-entry/"  # any version of the entry format
 SOURCES = ("reported", "reproduced")
 SHIPPED_PACKAGE = "oltr_bench.leaderboard_data"
 SPLITS_PACKAGE = "oltr_bench.splits_data"
@@ -85,14 +86,27 @@ class _Checker:
                 self.errors.append(f"{where}{key}: unknown key, expected one of: {', '.join(allowed)}")
 
 
-# key -> (required, check, expected) for the plain top-level fields
-def _string(v): return isinstance(v, str) and v.strip() != ""
-def _opt_string(v): return v is None or isinstance(v, str)
-def _opt_bool(v): return v is None or isinstance(v, bool)
-def _opt_epochs(v): return v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
-def _opt_threshold(v): return v is None or _is_fraction(v)
+def _string(v: Any) -> bool:
+    return isinstance(v, str) and v.strip() != ""
 
 
+def _opt_string(v: Any) -> bool:
+    return v is None or isinstance(v, str)
+
+
+def _opt_bool(v: Any) -> bool:
+    return v is None or isinstance(v, bool)
+
+
+def _opt_epochs(v: Any) -> bool:
+    return v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+
+
+def _opt_threshold(v: Any) -> bool:
+    return v is None or _is_fraction(v)
+
+
+# Plain top-level fields: key -> (required, check, what was expected).
 FIELDS: dict[str, tuple[bool, Any, str]] = {
     "format": (True, lambda v: v == ENTRY_FORMAT, f"{ENTRY_FORMAT!r}"),
     "name": (True, _string, "a non-empty string"),
@@ -233,12 +247,26 @@ def shipped_entries_dir() -> Path:
 
 
 def default_entries_dir() -> Path:
-    """Where ``leaderboard add`` writes without ``--dir``: ``./leaderboard`` in a clone of the
-    repository (it holds the shipped entries' sources), else ``<work folder>/leaderboard``."""
+    """Where ``leaderboard add`` writes without ``--dir``: ``./leaderboard`` when it is an
+    oltr-bench leaderboard (in a clone of the repository it holds the shipped entries' sources),
+    else ``<work folder>/leaderboard``."""
     local = Path("leaderboard")
-    if (local / "__init__.py").is_file() or any(local.glob("*/*.json")):
+    if (local / "__init__.py").is_file() or any(is_entry_file(p) for p in entry_files(local)):
         return local
     return work_dir() / "leaderboard"
+
+
+def file_format(path: Path) -> str:
+    """The ``format`` string of a JSON file ('' if it is not a readable JSON object)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return ""
+    return str(data.get("format", "")) if isinstance(data, dict) else ""
+
+
+def is_entry_file(path: Path) -> bool:
+    return file_format(path).startswith(ENTRY_PREFIX)
 
 
 def check_writable_location(root: Path) -> None:
@@ -286,9 +314,12 @@ def validate_files(paths: Iterable[Path]) -> dict[Path, list[str]]:
     report: dict[Path, list[str]] = {}
     for path in paths:
         try:
-            data = load_entry(path)
-        except OltrError as exc:
-            report[path] = [str(exc).split(": ", 1)[1]]
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            report[path] = [f"cannot read the file: {exc}"]
+            continue
+        except json.JSONDecodeError as exc:
+            report[path] = [f"not valid JSON ({exc})"]
             continue
         report[path] = entry_errors(data) + (location_errors(path, data) if isinstance(data, dict) else [])
     return report

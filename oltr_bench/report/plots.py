@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -33,11 +34,16 @@ class PlotSpec:
     title: str
     data: dict[str, Any]
 
-    @property
+    @cached_property
     def file_name(self) -> str:
         payload = json.dumps({"kind": self.kind, "title": self.title, "data": self.data, "v": PLOT_VERSION,
-                              "mpl": version("matplotlib")}, sort_keys=True, allow_nan=True)
+                              "mpl": _matplotlib_version()}, sort_keys=True, allow_nan=True)
         return f"{self.kind}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}.svg"
+
+
+@lru_cache(maxsize=1)
+def _matplotlib_version() -> str:
+    return version("matplotlib")
 
 
 @dataclass
