@@ -183,3 +183,16 @@ def test_report_html_cli(cli, site_inputs, tmp_path):
     assert "imagenet_lt/index.html" in index and "places_lt/index.html" in index  # the shipped entries
     compare = (tmp_path / "site" / "compare.html").read_text()
     assert "Plain model (OLTR paper)" not in compare  # toy_lt runs have no published counterpart
+
+
+def test_names_from_results_never_leave_the_site_folder(tmp_path):
+    run = make_run(tmp_path / "runs")
+    results = json.loads((run / "results.json").read_text())
+    results["dataset"], results["method"] = "../../../escaped", "../../m"
+    (run / "results.json").write_text(json.dumps(results))
+    rows = build_rows(collect([tmp_path / "runs"]))
+    build_site(rows, tmp_path / "out" / "site", plots=False)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["site"]
+    (page,) = (tmp_path / "out" / "site").glob("*/*/index.html")
+    assert page.parent.parent.name == "escaped" and page.parent.name.startswith("run-m-")
+    assert "../../../escaped" in "".join(parse(tmp_path / "out" / "site" / "index.html").text)

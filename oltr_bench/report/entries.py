@@ -39,7 +39,7 @@ METRIC_KEYS = (
 )
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-DATASET_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+DATASET_RE = SLUG_RE  # dataset names double as folder names
 
 
 def slugify(text: str, fallback: str = "entry") -> str:

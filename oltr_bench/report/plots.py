@@ -223,7 +223,7 @@ def _draw_per_class(ax, data):
     ax.set_xlabel("training images of the class (log scale)")
     ax.set_ylabel("closed-set accuracy")
     edge = "many ≥ 100, few ≤ 20" if inclusive else "many > 100, few < 20"
-    ax.legend(loc="lower right", frameon=False, title=f"{data['protocol']}: {edge}", title_fontsize=7, fontsize=7)
+    ax.legend(loc="best", frameon=True, framealpha=0.8, title=f"{data['protocol']}: {edge}", title_fontsize=7, fontsize=7)
 
 
 def _draw_lines(ax, data, xlabel, ylabel, diagonal=False):
@@ -242,7 +242,8 @@ def _draw_lines(ax, data, xlabel, ylabel, diagonal=False):
 def _draw_open_f1(ax, data):
     _draw_lines(ax, data, "open threshold τ on the known score", "open-set F-measure")
     xs = [x for line in data["lines"] for x in line["x"]]
-    ax.set_xlim(min(xs), max(xs))
+    if min(xs) < max(xs):
+        ax.set_xlim(min(xs), max(xs))
     if data.get("threshold") is not None:
         ax.axvline(data["threshold"], color="#555555", linestyle="--", linewidth=1)
         ax.text(data["threshold"], 1.0, f" τ = {data['threshold']:g}", fontsize=8, va="top")

@@ -50,7 +50,8 @@ class Row:
     runs: list[RunRecord] = field(default_factory=list)
     entry: EntryRecord | None = None
     config_key: str = ""
-    slug: str = ""
+    slug: str = ""  # the page's folder inside its dataset's folder
+    folder: str = ""  # the dataset's folder in the site (its name made safe for a path)
 
     @property
     def n_seeds(self) -> int | None:
@@ -195,8 +196,16 @@ def _disambiguate(rows: list[Row]) -> None:
 
 
 def _assign_slugs(rows: list[Row]) -> None:
+    folders: dict[str, str] = {}
+    for dataset in sorted({r.dataset for r in rows}):
+        folder, n = lb.slugify(dataset, "dataset"), 1
+        while folder in folders.values():
+            n += 1
+            folder = f"{lb.slugify(dataset, 'dataset')}-{n}"
+        folders[dataset] = folder
     taken: set[tuple[str, str]] = set()
     for row in rows:
+        row.folder = folders[row.dataset]
         if row.kind == "entry":
             base = "entry-" + lb.slugify(row.entry.path.stem)
         else:

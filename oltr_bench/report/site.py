@@ -52,6 +52,10 @@ class DatasetPage:
     rows: list[Row]
 
     @property
+    def folder(self) -> str:
+        return self.rows[0].folder
+
+    @property
     def counts(self) -> Counter:
         return Counter(r.source for r in self.rows)
 
@@ -142,7 +146,7 @@ def build_site(rows: Sequence[Row], out: str | Path, *, plots: bool = True, prog
         pages += 2
         bar = tqdm(total=len(rows), desc="site pages", unit="page", disable=not progress)
         for ds in datasets:
-            folder = tmp / ds.name
+            folder = tmp / ds.folder
             folder.mkdir()
             has_other = any(r.other_metrics for r in ds.rows)
             columns = _columns(has_other)
