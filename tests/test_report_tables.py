@@ -121,6 +121,7 @@ def test_reported_vs_reproduced_gaps(tmp_path):
                metrics={"many": 0.432, "few": 0.185, "open_f1": 0.474})
     make_entry(tmp_path / "lb", "repo", method="dme", name="DME (repo)", protocol="oltr-code", metrics={"open_f1": 0.446})
     make_entry(tmp_path / "lb", "other", method="focal", name="Focal (paper)", metrics={"open_f1": 0.371})
+    make_run(tmp_path / "runs", method="dme", seed=5, partial=True)  # a --quick run is never compared
     comparisons = reported_vs_reproduced(rows_of(tmp_path / "runs", leaderboard=[tmp_path / "lb"]))
     assert [(c.reported.name, c.ours.name) for c in comparisons] == [("DME (paper)", "dme"), ("DME (repo)", "dme")]
     paper, repo = comparisons

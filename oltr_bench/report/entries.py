@@ -45,17 +45,17 @@ DATASET_RE = SLUG_RE  # dataset names double as folder names
 def slugify(text: str, fallback: str = "entry") -> str:
     """A file-name-safe lower-case slug of ``text`` (letters, digits, '-', '.', '_')."""
     slug = re.sub(r"[^a-z0-9._]+", "-", text.lower()).strip("-._")
-    return slug[:80] or fallback
+    return slug[:80].rstrip("-._") or fallback
 
 
 def is_http_url(value: Any) -> bool:
-    return isinstance(value, str) and re.match(r"^https?://[^\s]+$", value, re.IGNORECASE) is not None
+    return isinstance(value, str) and re.fullmatch(r"https?://\S+", value, re.IGNORECASE) is not None
 
 
 # -- the schema ----------------------------------------------------------------------------------
 
 def _describe(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, float) or math.isfinite(value) else str(value)
+    text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

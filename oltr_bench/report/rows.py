@@ -255,9 +255,9 @@ class Comparison:
 
 def reported_vs_reproduced(rows: Sequence[Row]) -> list[Comparison]:
     """For each dataset and method: every reported row paired with each of our rows (runs and
-    reproduced entries) that share at least one metric."""
+    reproduced entries; not ``--quick`` runs) that share at least one metric."""
     reported = [r for r in rows if r.source == "reported"]
-    ours = [r for r in rows if r.source in ("reproduced", "verified")]
+    ours = [r for r in rows if r.source in ("reproduced", "verified") and not r.partial]
     pairs = []
     for rep in reported:
         for mine in ours:
