@@ -19,7 +19,7 @@ from oltr_bench.utils.io import atomic_write_text
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="md", show_default=True, help="Table format: Markdown, CSV or LaTeX.")
 @click.option("--output", type=click.Path(path_type=Path), help="Write the tables to this file instead of standard output.")
-@click.option("--html", "html", type=click.Path(path_type=Path), help="Also build the static leaderboard site in this folder.")
+@click.option("--html", "html", type=click.Path(path_type=Path), help="Build the leaderboard site in this folder (new, empty or an earlier site); tables are then printed only with --format or --output.")
 @click.option("--percent", is_flag=True, help="Tables in percent instead of fractions.")
 @click.option("--no-leaderboard", is_flag=True, help="Leave out the leaderboard entries (shipped ones and ./leaderboard).")
 @click.option("--no-plots", is_flag=True, help="Build the site without plots (faster).")
