@@ -45,9 +45,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from oltr_bench.cli import demo, evaluate, listing, make_splits, report, run
+    from oltr_bench.cli import demo, evaluate, leaderboard, listing, make_splits, report, run
 
-    for module in (make_splits, run, evaluate, report, listing, demo):
+    for module in (make_splits, run, evaluate, report, leaderboard, listing, demo):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -7,8 +7,10 @@ import click
 from oltr_bench.engine.runner import run_method
 from oltr_bench.paths import report_dir, runs_root, splits_root
 from oltr_bench.registry import DATASETS
-from oltr_bench.report.collect import load_results
-from oltr_bench.report.tables import markdown
+from oltr_bench.report.collect import collect, leaderboard_dirs
+from oltr_bench.report.rows import build_rows, rows_for_tables
+from oltr_bench.report.site import build_site
+from oltr_bench.report.tables import markdown_tables
 from oltr_bench.splits.format import load_split_dir
 from oltr_bench.utils.io import atomic_write_text
 
@@ -21,7 +23,8 @@ def demo_cmd(methods, seed, quick) -> None:
     """Build the embedded benchmark, train and evaluate methods, and write a report.
 
     Runs make-splits (reusing an existing embedded split with the same seed), then run for each
-    method, then report; prints where the report is.
+    method, then report: Markdown tables and the HTML leaderboard site (these runs next to the
+    published results shipped with oltr-bench); prints where both are.
 
     \b
     Example:
@@ -34,17 +37,19 @@ def demo_cmd(methods, seed, quick) -> None:
     else:
         split = DATASETS.get("embedded")().make_splits(splits_root(), seed=seed, overwrite=True, progress=True)
         click.echo(f"embedded split written to {split.path}", err=True)
-    results = []
+    run_dirs = []
     for method in methods:
-        run_dir = run_method(
+        run_dirs.append(run_method(
             method, split, runs_root=runs_root(), overrides=[f"seed={seed}"], quick=quick, echo=lambda m: click.echo(m, err=True)
-        )
-        results.append(load_results(run_dir / "results.json"))
+        ))
+    rows = build_rows(collect(run_dirs, leaderboard_dirs=leaderboard_dirs()))
     report = report_dir() / "report.md"
-    text = markdown(results)
+    text = markdown_tables(rows_for_tables(rows))
     atomic_write_text(report, "# oltr-bench demo report\n\n" + text)
+    site = build_site(rows, report_dir() / "site", progress=True)
     click.echo(text)
     click.echo(f"report: {report.resolve()}")
+    click.echo(f"site: {site.index.resolve()}  (open it in a browser)")
 
 
 COMMANDS = (demo_cmd,)

@@ -1,4 +1,4 @@
-"""``oltr-bench report``: tables from run directories, results files and folders of runs."""
+"""``oltr-bench report``: tables and the leaderboard site from runs, results files and leaderboard entries."""
 
 from __future__ import annotations
 
@@ -8,34 +8,57 @@ import click
 
 from oltr_bench.errors import OltrError
 from oltr_bench.paths import runs_root
-from oltr_bench.report.collect import find_results_files, load_results
-from oltr_bench.report.tables import markdown
+from oltr_bench.report.collect import collect, leaderboard_dirs
+from oltr_bench.report.rows import build_rows, rows_for_tables
+from oltr_bench.report.site import build_site
+from oltr_bench.report.tables import FORMATS, render
 from oltr_bench.utils.io import atomic_write_text
 
 
 @click.command("report")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["md"]), default="md", show_default=True, help="Table format.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="md", show_default=True, help="Table format: Markdown, CSV or LaTeX.")
 @click.option("--output", type=click.Path(path_type=Path), help="Write the tables to this file instead of standard output.")
-def report_cmd(paths, fmt, output) -> None:
-    """Tables of many/medium/few/top-1 and open F for runs and results files.
+@click.option("--html", "html", type=click.Path(path_type=Path), help="Build the leaderboard site in this folder (new, empty or an earlier site); tables are then printed only with --format or --output.")
+@click.option("--percent", is_flag=True, help="Tables in percent instead of fractions.")
+@click.option("--no-leaderboard", is_flag=True, help="Leave out the leaderboard entries (shipped ones and ./leaderboard).")
+@click.option("--no-plots", is_flag=True, help="Build the site without plots (faster).")
+def report_cmd(paths, fmt, output, html, percent, no_leaderboard, no_plots) -> None:
+    """Tables of many/medium/few/top-1, open F, AUROC, FPR@95 and OSCR, and the leaderboard site.
 
-    PATHS may be run directories, results.json files or folders searched for them
-    [default: oltr_work/runs]. One table per dataset and protocol.
+    PATHS may be run directories, results.json files, leaderboard entry files, or folders
+    searched for them [default: oltr_work/runs]. Seeds of one configuration are averaged
+    (mean ± std, with the seed count). One table per dataset and protocol; the tables also show
+    the leaderboard entries of the datasets you report on, the site shows every entry.
 
     \b
-    Example:
+    Examples:
       oltr-bench report oltr_work/runs --output report.md
+      oltr-bench report oltr_work/runs --format latex --percent
+      oltr-bench report oltr_work/runs --html site/    # then open site/index.html
     """
-    files = find_results_files(paths or [runs_root()])
-    if not files:
-        raise OltrError(f"no results.json found under {', '.join(map(str, paths or [runs_root()]))}; run 'oltr-bench run' first")
-    text = markdown([load_results(f) for f in files])
-    if output:
-        atomic_write_text(output, text)
-        click.echo(f"report written to {output}", err=True)
+    if paths:
+        inputs = list(paths)
     else:
-        click.echo(text)
+        inputs = [runs_root()] if runs_root().is_dir() else []
+    collected = collect(inputs, leaderboard_dirs=[] if no_leaderboard else leaderboard_dirs())
+    if not collected.runs and not collected.entries:
+        where = ", ".join(map(str, inputs)) or str(runs_root())
+        raise OltrError(f"nothing to report: no results.json or leaderboard entry found under {where}; run 'oltr-bench run' first")
+    rows = build_rows(collected)
+    ctx = click.get_current_context()
+    tables_wanted = not html or output or ctx.get_parameter_source("fmt") != click.core.ParameterSource.DEFAULT
+    if tables_wanted:
+        text = render(rows_for_tables(rows), fmt, percent)
+        if output:
+            atomic_write_text(output, text)
+            click.echo(f"tables written to {output}", err=True)
+        else:
+            click.echo(text)
+    if html:
+        summary = build_site(rows, html, plots=not no_plots, progress=True)
+        click.echo(f"{summary.pages} pages, {summary.plots_drawn} plots drawn, {summary.plots_reused} reused", err=True)
+        click.echo(f"site: {summary.index.resolve()}")
 
 
 COMMANDS = (report_cmd,)

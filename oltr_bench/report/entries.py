@@ -1,0 +1,355 @@
+"""Leaderboard entries (SPEC.md §4): the schema check, where entries live, and how they are written.
+
+One JSON file per entry, ``<leaderboard>/<dataset>/<slug>.json``. Entries shipped with oltr-bench
+live in the package (``oltr_bench.leaderboard_data``, the repository's ``leaderboard/``); a user's
+own entries go to :func:`default_entries_dir`. Adding an entry never overwrites another one: the
+file is written under a temporary name and hard-linked into place, which fails if the name is
+taken, so concurrent adds each get their own file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import tempfile
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Iterable
+
+from oltr_bench.errors import OltrError
+from oltr_bench.metrics.protocols import PROTOCOLS
+from oltr_bench.paths import work_dir
+from oltr_bench.utils.io import dumps_json
+
+ENTRY_FORMAT = "oltr-bench-entry/1"
+ENTRY_PREFIX = "oltr-bench-entry/"  # any version of the entry format
+SOURCES = ("reported", "reproduced")
+SHIPPED_PACKAGE = "oltr_bench.leaderboard_data"
+SPLITS_PACKAGE = "oltr_bench.splits_data"
+
+# The metric keys of SPEC.md §3 (all fractions in [0, 1]).
+METRIC_KEYS = (
+    "top1", "many", "medium", "few",
+    "open_top1", "open_many", "open_medium", "open_few", "open_f1",
+    "auroc", "aupr_in", "aupr_out", "fpr95", "oscr", "ece", "macro_f1",
+    "open_accept_rate", "open_absorbed_many", "open_absorbed_medium", "open_absorbed_few",
+)
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+DATASET_RE = SLUG_RE  # dataset names double as folder names
+
+
+def slugify(text: str, fallback: str = "entry") -> str:
+    """A file-name-safe lower-case slug of ``text`` (letters, digits, '-', '.', '_')."""
+    slug = re.sub(r"[^a-z0-9._]+", "-", text.lower()).strip("-._")
+    return slug[:80].rstrip("-._") or fallback
+
+
+def is_http_url(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"https?://\S+", value, re.IGNORECASE) is not None
+
+
+# -- the schema ----------------------------------------------------------------------------------
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_fraction(value: Any) -> bool:
+    return _is_number(value) and 0 <= value <= 1
+
+
+class _Checker:
+    """Collects ``key: found X, expected Y`` messages for one entry."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def bad(self, key: str, found: Any, expected: str) -> None:
+        self.errors.append(f"{key}: found {_describe(found)}, expected {expected}")
+
+    def missing(self, key: str, expected: str) -> None:
+        self.errors.append(f"{key}: missing, expected {expected}")
+
+    def unknown_keys(self, where: str, data: dict, allowed: Iterable[str]) -> None:
+        allowed = list(allowed)
+        for key in data:
+            if key not in allowed:
+                self.errors.append(f"{where}{key}: unknown key, expected one of: {', '.join(allowed)}")
+
+
+def _string(v: Any) -> bool:
+    return isinstance(v, str) and v.strip() != ""
+
+
+def _opt_string(v: Any) -> bool:
+    return v is None or isinstance(v, str)
+
+
+def _opt_bool(v: Any) -> bool:
+    return v is None or isinstance(v, bool)
+
+
+def _opt_epochs(v: Any) -> bool:
+    return v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+
+
+def _opt_threshold(v: Any) -> bool:
+    return v is None or _is_fraction(v)
+
+
+# Plain top-level fields: key -> (required, check, what was expected).
+FIELDS: dict[str, tuple[bool, Any, str]] = {
+    "format": (True, lambda v: v == ENTRY_FORMAT, f"{ENTRY_FORMAT!r}"),
+    "name": (True, _string, "a non-empty string"),
+    "method": (True, _string, "a non-empty string (the method's registry name, e.g. 'dme')"),
+    "dataset": (True, lambda v: isinstance(v, str) and DATASET_RE.match(v) is not None, "a dataset name like 'imagenet_lt'"),
+    "protocol": (True, lambda v: v in PROTOCOLS, f"one of {', '.join(PROTOCOLS)}"),
+    "source": (True, lambda v: v in SOURCES, f"one of {', '.join(SOURCES)}"),
+    "verified": (True, lambda v: isinstance(v, bool), "true or false (set by 'oltr-bench leaderboard add' only)"),
+    "backbone": (False, _opt_string, "a string or null"),
+    "pretraining": (False, _opt_string, "a string ('none' for training from scratch) or null"),
+    "extra_data": (False, _opt_bool, "true, false or null"),
+    "epochs": (False, _opt_epochs, "a non-negative integer or null"),
+    "open_threshold": (False, _opt_threshold, "a threshold in [0, 1], or null when the method rejects on its own"),
+    "notes": (False, _opt_string, "a string"),
+    "code_url": (False, lambda v: v is None or is_http_url(v), "an http(s) URL or null"),
+    "added": (False, _opt_string, "an ISO date string"),
+    "seeds": (False, lambda v: isinstance(v, list) and all(isinstance(s, int) and not isinstance(s, bool) for s in v), "a list of integer seeds"),
+    "provenance": (False, lambda v: isinstance(v, dict), "an object"),
+}
+COMPOSITE = ("paper", "metrics", "metrics_std", "other_metrics", "verification")
+TOP_LEVEL = (*FIELDS, *COMPOSITE)
+PAPER_KEYS = {"title": _string, "venue": _string, "year": lambda v: isinstance(v, int) and not isinstance(v, bool) and 1900 <= v <= 2100, "url": is_http_url}
+PAPER_EXPECTED = {"title": "a non-empty string", "venue": "a non-empty string", "year": "a year like 2019", "url": "an http(s) URL"}
+VERIFICATION_KEYS = ("split_fingerprint", "predictions_sha256", "evaluated_by")
+
+
+def entry_errors(data: Any) -> list[str]:
+    """Every schema problem of one entry, each as ``key: found X, expected Y`` (empty if valid)."""
+    c = _Checker()
+    if not isinstance(data, dict):
+        c.bad("(top level)", data, "a JSON object")
+        return c.errors
+    c.unknown_keys("", data, TOP_LEVEL)
+    for key, (required, check, expected) in FIELDS.items():
+        if key not in data:
+            if required:
+                c.missing(key, expected)
+        elif not check(data[key]):
+            c.bad(key, data[key], expected)
+    paper = data.get("paper")
+    if paper is not None:
+        if not isinstance(paper, dict):
+            c.bad("paper", paper, "an object with title, venue, year, url")
+        else:
+            c.unknown_keys("paper.", paper, PAPER_KEYS)
+            for key, check in PAPER_KEYS.items():
+                if key in paper and paper[key] is not None and not check(paper[key]):
+                    c.bad(f"paper.{key}", paper[key], PAPER_EXPECTED[key])
+    metrics = data.get("metrics")
+    if "metrics" not in data:
+        c.missing("metrics", "an object of SPEC.md §3 metric keys")
+    elif not isinstance(metrics, dict):
+        c.bad("metrics", metrics, "an object of SPEC.md §3 metric keys")
+    else:
+        c.unknown_keys("metrics.", metrics, METRIC_KEYS)
+        for key, value in metrics.items():
+            if key in METRIC_KEYS and value is not None and not _is_fraction(value):
+                c.bad(f"metrics.{key}", value, "a fraction in [0, 1] (not percent) or null")
+    std = data.get("metrics_std")
+    if std is not None:
+        if not isinstance(std, dict):
+            c.bad("metrics_std", std, "an object of metric keys")
+        else:
+            for key, value in std.items():
+                if not isinstance(metrics, dict) or key not in metrics:
+                    c.bad(f"metrics_std.{key}", value, "a key that is also in metrics")
+                elif value is not None and not (_is_number(value) and value >= 0):
+                    c.bad(f"metrics_std.{key}", value, "a non-negative number or null")
+    other = data.get("other_metrics")
+    if other is not None:
+        if not isinstance(other, dict) or not all(isinstance(k, str) and k.strip() for k in other):
+            c.bad("other_metrics", other, "an object mapping a label to a number")
+        else:
+            for key, value in other.items():
+                if not _is_number(value):
+                    c.bad(f"other_metrics.{key}", value, "a number")
+    has_metrics = isinstance(metrics, dict) and any(v is not None for v in metrics.values())
+    if isinstance(metrics, dict) and not has_metrics and not (isinstance(other, dict) and other):
+        c.bad("metrics", metrics, "at least one non-null metric (or other_metrics)")
+    verification = data.get("verification")
+    if verification is not None:
+        if not isinstance(verification, dict):
+            c.bad("verification", verification, "an object written by 'oltr-bench leaderboard add'")
+        else:
+            c.unknown_keys("verification.", verification, VERIFICATION_KEYS)
+    if data.get("verified") is True:
+        c.errors += _verified_errors(data)
+    return c.errors
+
+
+def _verified_errors(data: dict) -> list[str]:
+    """A verified entry must carry the evidence ``leaderboard add`` writes, for the canonical split."""
+    c = _Checker()
+    if data.get("source") != "reproduced":
+        c.bad("verified", True, "false for a 'reported' entry (only numbers computed by oltr-bench can be verified)")
+    verification = data.get("verification")
+    if not isinstance(verification, dict):
+        c.missing("verification", "the evidence 'oltr-bench leaderboard add' writes with verified: true")
+        return c.errors
+    dataset = data.get("dataset")
+    canonical = canonical_fingerprint(dataset) if isinstance(dataset, str) else None
+    found = verification.get("split_fingerprint")
+    if canonical is None:
+        c.bad("verified", True, f"false: oltr-bench knows no canonical split fingerprint for dataset {dataset!r}")
+    elif found != canonical:
+        c.bad("verification.split_fingerprint", found, f"the canonical fingerprint of {dataset} ({canonical[:16]}...)")
+    return c.errors
+
+
+# -- the canonical split fingerprint -------------------------------------------------------------
+
+def canonical_fingerprint(dataset: str) -> str | None:
+    """The fingerprint (SPEC.md §1) of the released lists of ``dataset``, or None if none is shipped.
+
+    This is the one place that decides which split a ``verified`` entry must have been evaluated
+    on. It reads the JSON files shipped in ``splits/`` (``oltr_bench.splits_data``): a file with
+    top-level ``"dataset": <name>`` and ``"fingerprint": <hex>`` (e.g. the manifest of the
+    released lists) declares that fingerprint canonical for that dataset.
+    """
+    for path in _json_files(Path(str(files(SPLITS_PACKAGE)))):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and data.get("dataset") == dataset and isinstance(data.get("fingerprint"), str):
+            return data["fingerprint"]
+    return None
+
+
+def _json_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.json")) if root.is_dir() else []
+
+
+# -- where entries live ----------------------------------------------------------------------------
+
+def shipped_entries_dir() -> Path:
+    return Path(str(files(SHIPPED_PACKAGE)))
+
+
+def default_entries_dir() -> Path:
+    """Where ``leaderboard add`` writes without ``--dir``: ``./leaderboard`` when it is an
+    oltr-bench leaderboard (in a clone of the repository it holds the shipped entries' sources),
+    else ``<work folder>/leaderboard``."""
+    local = Path("leaderboard")
+    if (local / "__init__.py").is_file() or any(is_entry_file(p) for p in entry_files(local)):
+        return local
+    return work_dir() / "leaderboard"
+
+
+def file_format(path: Path) -> str:
+    """The ``format`` string of a JSON file ('' if it is not a readable JSON object)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return ""
+    return str(data.get("format", "")) if isinstance(data, dict) else ""
+
+
+def is_entry_file(path: Path) -> bool:
+    return file_format(path).startswith(ENTRY_PREFIX)
+
+
+def check_writable_location(root: Path) -> None:
+    """Refuse to write inside an installed package (site-packages): entries there would be lost
+    on the next upgrade and may not be writable at all."""
+    resolved = root.resolve()
+    package_dir = Path(__file__).resolve().parents[1]
+    installed = any(part in ("site-packages", "dist-packages") for part in resolved.parts)
+    if installed or resolved == package_dir or package_dir in resolved.parents:
+        raise OltrError(
+            f"--dir {root}: that is inside the installed oltr-bench package ({resolved}); "
+            "write entries to a folder of your own, e.g. --dir ./leaderboard"
+        )
+
+
+# -- reading and writing -----------------------------------------------------------------------------
+
+def load_entry(path: Path) -> dict[str, Any]:
+    """Read one entry file (JSON syntax only; :func:`entry_errors` checks the schema)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise OltrError(f"{path}: cannot read the leaderboard entry: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise OltrError(f"{path}: not valid JSON ({exc}); expected a leaderboard entry (SPEC.md §4)") from None
+
+
+def location_errors(path: Path, data: dict[str, Any]) -> list[str]:
+    """An entry file must be ``<dataset>/<slug>.json`` with a slug of safe characters."""
+    errors = []
+    if isinstance(data.get("dataset"), str) and path.parent.name != data["dataset"]:
+        errors.append(f"dataset: found {data['dataset']!r} but the file is in folder {path.parent.name!r}, expected <leaderboard>/{data['dataset']}/{path.name}")
+    if not SLUG_RE.match(path.stem):
+        errors.append(f"file name: found {path.name!r}, expected lower-case letters, digits, '-', '.', '_' followed by .json")
+    return errors
+
+
+def entry_files(root: Path) -> list[Path]:
+    """The entry files of a leaderboard folder: ``<root>/<dataset>/*.json``."""
+    return sorted(p for p in Path(root).glob("*/*.json") if not p.name.startswith("."))
+
+
+def validate_files(paths: Iterable[Path]) -> dict[Path, list[str]]:
+    """Schema and location problems of each entry file (files without problems map to [])."""
+    report: dict[Path, list[str]] = {}
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            report[path] = [f"cannot read the file: {exc}"]
+            continue
+        except json.JSONDecodeError as exc:
+            report[path] = [f"not valid JSON ({exc})"]
+            continue
+        report[path] = entry_errors(data) + (location_errors(path, data) if isinstance(data, dict) else [])
+    return report
+
+
+def write_entry(root: Path, entry: dict[str, Any], slug: str) -> Path:
+    """Write ``entry`` to ``<root>/<dataset>/<slug>.json`` atomically, never replacing a file.
+
+    If the name is taken (also by a concurrent writer), ``<slug>-2``, ``<slug>-3``, ... are tried.
+    """
+    errors = entry_errors(entry)
+    if errors:
+        raise OltrError("the entry is not valid: " + "; ".join(errors))
+    check_writable_location(root)
+    folder = Path(root) / entry["dataset"]
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{slug}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(dumps_json(entry).encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        for n in range(1, 10_000):
+            target = folder / (f"{slug}.json" if n == 1 else f"{slug}-{n}.json")
+            try:
+                os.link(tmp, target)  # atomic, and fails if the name exists
+                return target
+            except FileExistsError:
+                continue
+        raise OltrError(f"{folder}: could not find a free file name for {slug!r}")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)

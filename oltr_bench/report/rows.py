@@ -1,0 +1,273 @@
+"""One row per leaderboard entry or per run configuration: the common shape of tables and pages.
+
+Runs of the same configuration that differ only in ``seed`` (same method, dataset, split,
+protocol, threshold and config.yaml apart from ``seed``) become one row whose metrics are the
+mean and sample standard deviation (ddof = 1) over the seeds, with the seed count.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from oltr_bench.config import config_hash
+from oltr_bench.engine.rundir import read_manifest
+from oltr_bench.report import entries as lb
+from oltr_bench.report.collect import Collected, EntryRecord, RunRecord
+
+UNKNOWN = "unknown"  # open threshold of a reported number whose threshold is not known
+
+# Metrics compared in the reported-vs-reproduced view (those a paper table reports).
+COMPARE_KEYS = ("many", "medium", "few", "top1", "open_many", "open_medium", "open_few", "open_f1")
+
+
+@dataclass
+class Row:
+    kind: str  # "run" (one or more seeds of a configuration) or "entry"
+    dataset: str
+    protocol: str
+    evaluation_set: str
+    open_threshold: float | str | None  # a number, None (the method's own rejection) or UNKNOWN
+    name: str
+    method: str
+    source: str  # reported | reproduced | verified
+    backbone: str | None = None
+    pretraining: str | None = None
+    extra_data: bool | None = None
+    epochs: int | None = None
+    partial: bool = False
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    std: dict[str, float | None] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=list)
+    other_metrics: dict[str, float] = field(default_factory=dict)
+    paper: dict[str, Any] = field(default_factory=dict)
+    code_url: str | None = None
+    notes: str = ""
+    runs: list[RunRecord] = field(default_factory=list)
+    entry: EntryRecord | None = None
+    config_key: str = ""
+    slug: str = ""  # the page's folder inside its dataset's folder
+    folder: str = ""  # the dataset's folder in the site (its name made safe for a path)
+
+    @property
+    def n_seeds(self) -> int | None:
+        return len(self.seeds) or (len(self.runs) if self.runs else None)
+
+    @property
+    def display_name(self) -> str:
+        return self.name + (" (quick)" if self.partial else "")
+
+    @property
+    def table_key(self) -> tuple[str, str, str]:
+        return (self.dataset, self.protocol, self.evaluation_set)
+
+
+def config_without_seed_hash(config: dict[str, Any]) -> str:
+    """Hash of a resolved config with ``seed`` removed: the identity of a configuration across seeds."""
+    return config_hash({k: v for k, v in config.items() if k != "seed"})
+
+
+def _aggregate(values: Sequence[dict[str, Any]]) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    keys: list[str] = []
+    for metrics in values:
+        keys += [k for k in metrics if k not in keys]
+    mean: dict[str, float | None] = {}
+    std: dict[str, float | None] = {}
+    for key in keys:
+        xs = [float(m[key]) for m in values if isinstance(m.get(key), (int, float)) and not isinstance(m.get(key), bool)]
+        xs = [x for x in xs if math.isfinite(x)]
+        mean[key] = statistics.fmean(xs) if xs else None
+        std[key] = statistics.stdev(xs) if len(xs) >= 2 else None
+    return mean, std
+
+
+def _run_epochs(record: RunRecord) -> int | None:
+    """Epochs of the run (the manifest's actual count, else the config's), plus its stage-1 run's."""
+    manifest = record.manifest or {}
+    epochs = (manifest.get("training") or {}).get("epochs")
+    if epochs is None and record.config:
+        epochs = (record.config.get("train") or {}).get("epochs")
+    stage1 = manifest.get("stage1_run")
+    if epochs is not None and stage1:
+        stage1_manifest = read_manifest(Path(stage1)) or {}
+        epochs += (stage1_manifest.get("training") or {}).get("epochs") or 0
+    return int(epochs) if isinstance(epochs, (int, float)) else None
+
+
+def _run_group_key(record: RunRecord) -> tuple:
+    res = record.results
+    common = (res.get("dataset"), res.get("method"), res.get("protocol"), res.get("open_threshold"),
+              res.get("evaluation_set", "test"), res.get("split_fingerprint"), bool(res.get("partial")))
+    if record.config is None:
+        return common + ("file", str(record.path.resolve()))
+    return common + ("config", config_without_seed_hash(record.config))
+
+
+def _seed(record: RunRecord) -> int | None:
+    for source in (record.config or {}, record.manifest or {}):
+        if isinstance(source.get("seed"), int):
+            return source["seed"]
+    return None
+
+
+def run_rows(records: Iterable[RunRecord]) -> list[Row]:
+    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
+    for record in records:
+        groups[_run_group_key(record)].append(record)
+    rows = []
+    for key, group in groups.items():
+        group.sort(key=lambda r: (_seed(r) is None, _seed(r) or 0, str(r.path)))
+        first = group[0]
+        res, config = first.results, first.config or {}
+        model = config.get("model") or {}
+        mean, std = _aggregate([r.results.get("metrics") or {} for r in group])
+        weights = model.get("weights")
+        rows.append(Row(
+            kind="run",
+            dataset=str(res.get("dataset")),
+            protocol=str(res.get("protocol", "oltr")),
+            evaluation_set=str(res.get("evaluation_set", "test")),
+            open_threshold=res.get("open_threshold"),
+            name=str(res.get("method") or "?"),
+            method=str(res.get("method") or "?"),
+            source="reproduced",
+            backbone=model.get("backbone"),
+            pretraining=None if first.config is None else ("none" if not weights else f"weights: {Path(str(weights)).name}"),
+            extra_data=None if first.config is None else False,
+            epochs=_run_epochs(first),
+            partial=bool(res.get("partial")),
+            metrics=mean,
+            std=std if len(group) > 1 else {},
+            seeds=[s for s in map(_seed, group) if s is not None],
+            runs=group,
+            config_key=key[-1][:8] if key[-2] == "config" else "",
+        ))
+    return rows
+
+
+def entry_row(record: EntryRecord) -> Row:
+    data = record.data
+    return Row(
+        kind="entry",
+        dataset=data["dataset"],
+        protocol=data["protocol"],
+        evaluation_set="test",
+        open_threshold=data.get("open_threshold", UNKNOWN),
+        name=data["name"],
+        method=data["method"],
+        source="verified" if data.get("verified") else data["source"],
+        backbone=data.get("backbone"),
+        pretraining=data.get("pretraining"),
+        extra_data=data.get("extra_data"),
+        epochs=data.get("epochs"),
+        metrics=dict(data.get("metrics") or {}),
+        std=dict(data.get("metrics_std") or {}),
+        seeds=list(data.get("seeds") or []),
+        other_metrics=dict(data.get("other_metrics") or {}),
+        paper=dict(data.get("paper") or {}),
+        code_url=data.get("code_url"),
+        notes=data.get("notes") or "",
+        entry=record,
+    )
+
+
+def build_rows(collected: Collected) -> list[Row]:
+    """Rows of every run configuration and entry, with names disambiguated and unique page slugs."""
+    rows = run_rows(collected.runs) + [entry_row(e) for e in collected.entries]
+    _disambiguate(rows)
+    _assign_slugs(rows)
+    return sorted(rows, key=lambda r: (r.dataset, r.protocol, r.kind != "entry", r.name.lower()))
+
+
+def _disambiguate(rows: list[Row]) -> None:
+    """Several configurations of one method in one table get their config hash in the name."""
+    by_name: dict[tuple, list[Row]] = defaultdict(list)
+    for row in rows:
+        if row.kind == "run":
+            by_name[(row.table_key, row.name, row.partial)].append(row)
+    for same in by_name.values():
+        if len(same) > 1:
+            for row in same:
+                row.name = f"{row.name} [{row.config_key or Path(row.runs[0].path).parent.name}]"
+
+
+def _assign_slugs(rows: list[Row]) -> None:
+    folders: dict[str, str] = {}
+    for dataset in sorted({r.dataset for r in rows}):
+        folder, n = lb.slugify(dataset, "dataset"), 1
+        while folder in folders.values():
+            n += 1
+            folder = f"{lb.slugify(dataset, 'dataset')}-{n}"
+        folders[dataset] = folder
+    taken: set[tuple[str, str]] = set()
+    for row in rows:
+        row.folder = folders[row.dataset]
+        if row.kind == "entry":
+            base = "entry-" + lb.slugify(row.entry.path.stem)
+        else:
+            base = "run-" + lb.slugify(f"{row.method}-{row.config_key or row.runs[0].path.parent.name}") + ("-quick" if row.partial else "")
+        slug, n = base, 1
+        while (row.dataset, slug) in taken:
+            n += 1
+            slug = f"{base}-{n}"
+        taken.add((row.dataset, slug))
+        row.slug = slug
+
+
+def rows_for_tables(rows: Sequence[Row]) -> list[Row]:
+    """What the tables show: runs, entries named on the command line, and leaderboard entries of
+    the datasets those cover (every entry when nothing else was given)."""
+    own = [r for r in rows if r.kind == "run" or (r.entry is not None and r.entry.named)]
+    if not own:
+        return list(rows)
+    datasets = {r.dataset for r in own}
+    return [r for r in rows if r.dataset in datasets]
+
+
+def group_tables(rows: Sequence[Row]) -> dict[tuple[str, str, str], list[Row]]:
+    """Rows by (dataset, protocol, evaluation set), sorted by those keys."""
+    tables: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
+    for row in rows:
+        tables[row.table_key].append(row)
+    return dict(sorted(tables.items()))
+
+
+@dataclass
+class Comparison:
+    """A reported row next to one of ours for the same dataset and method."""
+
+    reported: Row
+    ours: Row
+    gaps: list[tuple[str, float, float, float]]  # (metric, reported, ours, ours - reported)
+
+    @property
+    def same_protocol(self) -> bool:
+        return self.reported.protocol == self.ours.protocol
+
+    @property
+    def same_threshold(self) -> bool:
+        return self.reported.open_threshold == self.ours.open_threshold
+
+
+def reported_vs_reproduced(rows: Sequence[Row]) -> list[Comparison]:
+    """For each dataset and method: every reported row paired with each of our rows (runs and
+    reproduced entries; not ``--quick`` runs) that share at least one metric."""
+    reported = [r for r in rows if r.source == "reported"]
+    ours = [r for r in rows if r.source in ("reproduced", "verified") and not r.partial]
+    pairs = []
+    for rep in reported:
+        for mine in ours:
+            if (mine.dataset, mine.method) != (rep.dataset, rep.method) or mine.evaluation_set != "test":
+                continue
+            gaps = [
+                (key, rep.metrics[key], mine.metrics[key], mine.metrics[key] - rep.metrics[key])
+                for key in COMPARE_KEYS
+                if rep.metrics.get(key) is not None and mine.metrics.get(key) is not None
+            ]
+            if gaps:
+                pairs.append(Comparison(rep, mine, gaps))
+    return sorted(pairs, key=lambda c: (c.reported.dataset, c.reported.method, c.reported.name, c.ours.name))

@@ -1,0 +1,205 @@
+"""The static leaderboard site: an index, one sortable and filterable page per dataset, one page
+per entry or run (with its plots), and the reported-vs-reproduced view.
+
+Pages are rendered by Jinja2 with autoescaping on, so every string from an entry or a run is
+shown as text; links are only made from http(s) URLs. The JavaScript and CSS ship with the
+package (``report/static``) and are copied into the site, which therefore works from the file
+system with no network. The site is built in a temporary folder and moved into place when
+complete; a folder that is neither empty nor an earlier site is never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Sequence
+
+import jinja2
+from tqdm import tqdm
+
+from oltr_bench import __version__
+from oltr_bench.errors import OltrError
+from oltr_bench.metrics.protocols import PROTOCOLS
+from oltr_bench.report import tables
+from oltr_bench.report.entries import METRIC_KEYS, is_http_url
+from oltr_bench.report.plots import PlotCache, page_plots
+from oltr_bench.report.rows import COMPARE_KEYS, UNKNOWN, Comparison, Row, reported_vs_reproduced
+from oltr_bench.utils.io import atomic_directory
+
+MARKER = ".oltr-bench-site"
+STATIC_FILES = ("leaderboard.js", "style.css")
+HTML_METRICS = (*tables.METRIC_COLUMNS, ("open_many", "Open many"), ("open_medium", "Open medium"), ("open_few", "Open few"))
+FILTERS = (("backbone", "Backbone"), ("pretraining", "Pretraining"), ("extra", "Extra data"), ("protocol", "Protocol"), ("source", "Source"))
+
+
+@dataclass
+class SiteSummary:
+    index: Path
+    pages: int
+    plots_drawn: int
+    plots_reused: int
+
+
+@dataclass
+class DatasetPage:
+    name: str
+    rows: list[Row]
+
+    @property
+    def folder(self) -> str:
+        return self.rows[0].folder
+
+    @property
+    def counts(self) -> Counter:
+        return Counter(r.source for r in self.rows)
+
+    @property
+    def protocols(self) -> list[str]:
+        return sorted({r.protocol for r in self.rows})
+
+
+def _sortval(value: Any) -> str:
+    """A cell's ``data-sort``: numbers as text, missing as ''."""
+    if value is None or value == UNKNOWN or isinstance(value, bool):
+        return ""
+    return repr(float(value)) if isinstance(value, (int, float)) else str(value)
+
+
+def _gap(comparison: Comparison, key: str) -> dict[str, float] | None:
+    for metric, reported, ours, diff in comparison.gaps:
+        if metric == key:
+            return {"reported": reported, "ours": ours, "diff": diff}
+    return None
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("oltr_bench.report", "templates"),
+        autoescape=True,  # every page is HTML: escape everything that is not marked safe
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.tests["http_url"] = is_http_url
+    env.filters.update(
+        metric=lambda row, key: tables.fmt_metric(row, key),
+        number=lambda v: tables.fmt_number(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else tables.DASH,
+        signed=lambda v: ("+" if v >= 0 else "−") + tables.fmt_number(abs(v)),
+        tau=tables.fmt_threshold,
+        flag=tables.fmt_flag,
+        other=tables.fmt_other,
+        sortval=_sortval,
+        pretty=lambda obj: json.dumps(obj, indent=2, ensure_ascii=False, default=str),
+        gap=_gap,
+    )
+    return env
+
+
+def _run_label(run) -> str:
+    seed = (run.config or {}).get("seed", (run.manifest or {}).get("seed"))
+    name = run.run_dir.name if run.run_dir else run.path.name
+    return f"seed {seed} ({name})" if seed is not None else name
+
+
+def check_site_dir(out: Path) -> None:
+    """``out`` must be new, empty, or an earlier oltr-bench site (which is replaced)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OltrError(f"--html {out}: exists and is not a folder; expected a new or empty folder, or an earlier oltr-bench site")
+    if (out / MARKER).is_file() or not any(out.iterdir()):
+        return
+    raise OltrError(
+        f"--html {out}: the folder is not empty and is not an oltr-bench site (no {MARKER} file); "
+        "choose a new or empty folder so that nothing of yours is replaced"
+    )
+
+
+def build_site(rows: Sequence[Row], out: str | Path, *, plots: bool = True, progress: bool = False) -> SiteSummary:
+    """Write the site for ``rows`` to ``out`` (atomically); returns where its index is."""
+    out = Path(out)
+    check_site_dir(out)
+    env = environment()
+    datasets = [DatasetPage(name, [r for r in rows if r.dataset == name]) for name in sorted({r.dataset for r in rows})]
+    comparisons = reported_vs_reproduced(rows)
+    common = {"version": __version__, "generated": time.strftime("%Y-%m-%d %H:%M %Z"), "datasets": datasets,
+              "protocols": PROTOCOLS, "current_dataset": None}
+    cache = PlotCache(out if out.is_dir() else None)
+    pages = 0
+    with atomic_directory(out, overwrite=True) as tmp:
+        (tmp / MARKER).write_text(json.dumps({"generator": "oltr-bench", "version": __version__}) + "\n", encoding="utf-8")
+        static = tmp / "static"
+        static.mkdir()
+        for name in STATIC_FILES:
+            shutil.copyfile(str(files("oltr_bench.report") / "static" / name), static / name)
+        _write(tmp / "index.html", env.get_template("index.html").render(
+            **common, root="", comparisons=comparisons))
+        _write(tmp / "compare.html", env.get_template("compare.html").render(
+            **{**common, "current_dataset": "@compare"}, root="", comparisons=comparisons, compare_keys=COMPARE_KEYS))
+        pages += 2
+        bar = tqdm(total=len(rows), desc="site pages", unit="page", disable=not progress)
+        for ds in datasets:
+            folder = tmp / ds.folder
+            folder.mkdir()
+            has_other = any(r.other_metrics for r in ds.rows)
+            columns = _columns(has_other)
+            filters = [(key, label, sorted({_filter_value(r, key) for r in ds.rows})) for key, label in FILTERS]
+            _write(folder / "index.html", env.get_template("dataset.html").render(
+                **{**common, "current_dataset": ds.name}, root="../", dataset=ds, columns=columns, filters=filters,
+                metric_columns=HTML_METRICS, has_other=has_other, legend=tables.LEGEND))
+            pages += 1
+            for row in ds.rows:
+                _detail_page(env, common, row, folder / row.slug, cache if plots else None)
+                pages += 1
+                bar.update()
+        bar.close()
+    return SiteSummary(out / "index.html", pages, cache.drawn, cache.reused)
+
+
+def _write(path: Path, text: str) -> None:
+    # No fsync per page: the whole folder becomes visible at once when it is complete.
+    path.write_text(text, encoding="utf-8")
+
+
+def _filter_value(row: Row, key: str) -> str:
+    if key == "extra":
+        return tables.fmt_flag(row.extra_data)
+    value = {"backbone": row.backbone, "pretraining": row.pretraining, "protocol": row.protocol, "source": row.source}[key]
+    return value or "–"
+
+
+def _columns(has_other: bool) -> list[tuple[str, str, str]]:
+    columns = [
+        ("Name", "text", "entry or run; click for its page"), ("Method", "text", "registry name of the method"),
+        ("Backbone", "text", ""), ("Pretraining", "text", ""), ("Extra data", "text", "trained with data beyond the train list"),
+        ("Epochs", "num", "training epochs (stage 1 + stage 2 where known)"), ("Source", "text", "reported, reproduced or verified"),
+        ("Protocol", "text", "shot-group thresholds and F-measure rule"),
+        ("τ", "num", "open-set threshold on the known score (own: the method's own rejection; ?: not reported)"),
+        ("Seeds", "num", "number of seeds averaged"),
+    ]
+    columns += [(title, "num", f"metric {key}") for key, title in HTML_METRICS]
+    if has_other:
+        columns.append(("Other reported", "text", "numbers whose definition is not one of oltr-bench's metrics"))
+    return columns
+
+
+def _detail_page(env: jinja2.Environment, common: dict, row: Row, folder: Path, cache: PlotCache | None) -> None:
+    folder.mkdir()
+    plots, skipped = [], []
+    if cache is not None:
+        page = page_plots(row)
+        for spec in page.specs:
+            plots.append({"file": cache.materialize(spec, folder).name, "title": spec.title})
+        skipped = page.skipped
+    else:
+        skipped = [("Plots", "the site was built with --no-plots")]
+    _write(folder / "index.html", env.get_template("detail.html").render(
+        **{**common, "current_dataset": row.dataset}, root="../../", row=row, protocol=PROTOCOLS.get(row.protocol),
+        metric_keys=METRIC_KEYS, metric_columns=tables.METRIC_COLUMNS, plots=plots, skipped=skipped, run_label=_run_label))

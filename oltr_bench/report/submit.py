@@ -1,0 +1,183 @@
+"""Turn runs (or a hand-written entry) into a leaderboard entry: the API behind ``leaderboard add``.
+
+``verified`` is decided here and nowhere else: an entry is verified only when its metrics were
+recomputed by :func:`oltr_bench.metrics.evaluate.evaluate` from the run's predictions file, on a
+split whose fingerprint is the dataset's canonical one (:func:`entries.canonical_fingerprint`),
+and agree with the run's ``results.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from oltr_bench import __version__
+from oltr_bench.errors import OltrError
+from oltr_bench.metrics.evaluate import DEFAULT_THRESHOLD, evaluate
+from oltr_bench.metrics.predictions import load_predictions
+from oltr_bench.report import entries as lb
+from oltr_bench.report.collect import RunRecord
+from oltr_bench.report.rows import run_rows
+from oltr_bench.splits.format import load_split_dir
+from oltr_bench.utils.io import sha256_file
+
+# Options of ``leaderboard add`` that describe the entry (None = keep what the runs say).
+DESCRIPTIVE = ("name", "method", "backbone", "pretraining", "extra_data", "epochs", "notes", "code_url")
+TOLERANCE = 1e-9
+
+
+def _predictions_path(record: RunRecord) -> Path | None:
+    if record.run_dir is not None and (record.run_dir / "predictions" / "test.npz").is_file():
+        return record.run_dir / "predictions" / "test.npz"
+    named = (record.results.get("provenance") or {}).get("predictions")
+    return Path(named) if named and Path(named).is_file() else None
+
+
+def _split_dir(record: RunRecord, splits: Path | None) -> Path | None:
+    if splits is not None:
+        return splits
+    named = (record.manifest or {}).get("split_dir")
+    return Path(named) if named else None
+
+
+def verify_run(record: RunRecord, splits: Path | None = None) -> tuple[dict[str, Any] | None, str]:
+    """Recompute a run's test metrics from its predictions on the canonical split.
+
+    Returns (evidence, "") when verified, else (None, why not). A results.json that disagrees
+    with its own predictions is an error, not merely unverified.
+    """
+    res = record.results
+    dataset = res["dataset"]
+    canonical = lb.canonical_fingerprint(dataset)
+    if canonical is None:
+        return None, f"oltr-bench knows no canonical split fingerprint for {dataset!r}"
+    if res.get("split_fingerprint") != canonical:
+        return None, f"evaluated on split {str(res.get('split_fingerprint'))[:16]}..., not the canonical {dataset} split {canonical[:16]}..."
+    if res.get("evaluation_set", "test") != "test":
+        return None, f"scored on the {res.get('evaluation_set')} set, not test + open"
+    preds_path = _predictions_path(record)
+    if preds_path is None:
+        return None, "its predictions file (predictions/test.npz) was not found"
+    split_path = _split_dir(record, splits)
+    if split_path is None or not (split_path / "manifest.json").is_file():
+        return None, "the split directory it was evaluated on was not found (pass --splits DIR)"
+    split = load_split_dir(split_path)
+    if split.fingerprint != canonical:
+        return None, f"--splits {split_path} is not the canonical {dataset} split"
+    threshold = res.get("open_threshold")
+    recomputed = evaluate(
+        load_predictions(preds_path), split, which="test", protocol=res["protocol"],
+        threshold=DEFAULT_THRESHOLD if threshold is None else threshold, method=res.get("method"),
+    )
+    for key, claimed in (res.get("metrics") or {}).items():
+        if key not in lb.METRIC_KEYS:
+            continue
+        value = recomputed["metrics"].get(key)
+        same = (claimed is None and value is None) or (
+            claimed is not None and value is not None and math.isclose(claimed, value, rel_tol=0, abs_tol=TOLERANCE)
+        )
+        if not same:
+            raise OltrError(
+                f"{record.path}: metrics.{key} is {claimed} but its predictions {preds_path} give {value}; "
+                "the results file does not match its predictions (re-run 'oltr-bench evaluate')"
+            )
+    evidence = {"split_fingerprint": canonical, "predictions_sha256": sha256_file(preds_path), "evaluated_by": f"oltr-bench {__version__}"}
+    return evidence, ""
+
+
+def entry_from_runs(
+    records: Sequence[RunRecord], *, options: dict[str, Any], paper: dict[str, Any], splits: Path | None = None
+) -> tuple[dict[str, Any], str]:
+    """A ``reproduced`` entry from one run or several seeds of one configuration; returns it and,
+    when it is not verified, why not."""
+    for record in records:
+        if record.results.get("partial"):
+            raise OltrError(f"{record.path}: partial results (a --quick run or evaluate --partial) are never a valid submission; add a full run")
+    rows = run_rows(records)
+    if len(rows) != 1:
+        raise OltrError(
+            f"the {len(records)} runs are not seeds of one configuration (they differ in method, dataset, split, "
+            "protocol, threshold or config.yaml beyond 'seed'); add them one at a time"
+        )
+    row = rows[0]
+    checks = [verify_run(r, splits) for r in records]
+    verified = all(evidence is not None for evidence, _ in checks)
+    why_not = next((why for evidence, why in checks if evidence is None), "")
+    entry: dict[str, Any] = {
+        "format": lb.ENTRY_FORMAT,
+        "name": row.name,
+        "method": row.method,
+        "dataset": row.dataset,
+        "protocol": row.protocol,
+        "source": "reproduced",
+        "verified": verified,
+    }
+    if paper:
+        entry["paper"] = paper
+    entry.update({
+        "backbone": row.backbone,
+        "pretraining": row.pretraining,
+        "extra_data": row.extra_data,
+        "epochs": row.epochs,
+        "open_threshold": row.open_threshold,
+        "metrics": {k: v for k, v in row.metrics.items() if k in lb.METRIC_KEYS},
+    })
+    if len(records) > 1:
+        entry["metrics_std"] = {k: v for k, v in row.std.items() if k in lb.METRIC_KEYS}
+    if row.seeds:
+        entry["seeds"] = row.seeds
+    for key in DESCRIPTIVE:
+        if options.get(key) is not None:
+            entry[key] = options[key]
+    if verified:
+        entry["verification"] = checks[0][0]
+    entry["provenance"] = {"runs": [_run_provenance(r) for r in records]}
+    entry["added"] = time.strftime("%Y-%m-%d")
+    return entry, why_not
+
+
+def _run_provenance(record: RunRecord) -> dict[str, Any]:
+    manifest = record.manifest or {}
+    return {
+        "run_id": record.run_dir.name if record.run_dir else record.path.name,
+        "config_hash": manifest.get("config_hash"),
+        "git_sha": manifest.get("git_sha"),
+        "split_fingerprint": record.results.get("split_fingerprint"),
+        "oltr_bench": (manifest.get("versions") or {}).get("oltr_bench"),
+    }
+
+
+def entry_from_file(data: dict[str, Any], *, options: dict[str, Any], paper: dict[str, Any]) -> dict[str, Any]:
+    """A hand-written entry (reported numbers), with the command line's descriptions applied."""
+    if data.get("verified") is True:
+        raise OltrError("verified: found true in a hand-written entry, expected false; only 'leaderboard add' of a run can verify numbers")
+    if data.get("source") == "reproduced":
+        raise OltrError("source: found 'reproduced' in a hand-written entry, expected 'reported'; add the run directory to enter reproduced numbers")
+    entry = dict(data)
+    for key in DESCRIPTIVE:
+        if options.get(key) is not None:
+            entry[key] = options[key]
+    if paper:
+        entry["paper"] = {**(entry.get("paper") or {}), **paper}
+    errors = lb.entry_errors(entry)
+    if errors:
+        raise OltrError("the entry is not valid:\n  " + "\n  ".join(errors))
+    return entry
+
+
+def same_runs_entry(root: Path, entry: dict[str, Any]) -> Path | None:
+    """An existing entry in ``root`` made from exactly the same runs (to refuse adding it twice)."""
+    runs = [r.get("run_id") for r in (entry.get("provenance") or {}).get("runs", [])]
+    if not runs:
+        return None
+    for path in sorted((Path(root) / entry["dataset"]).glob("*.json")):
+        try:
+            other = lb.load_entry(path)
+        except OltrError:
+            continue
+        other_runs = [r.get("run_id") for r in ((other.get("provenance") or {}).get("runs") or []) if isinstance(r, dict)]
+        if other_runs == runs and other.get("protocol") == entry["protocol"]:
+            return path
+    return None

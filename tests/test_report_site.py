@@ -1,0 +1,198 @@
+"""The leaderboard site: pages, plots (drawn, skipped with a reason, reused), escaping, safe output folder."""
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from oltr_bench.errors import OltrError
+from oltr_bench.report.collect import collect
+from oltr_bench.report.rows import build_rows
+from oltr_bench.report.site import MARKER, build_site
+from tests.report_fixtures import make_entry, make_run
+
+
+class Links(HTMLParser):
+    """Every href/src, every inline script body, and the page text."""
+
+    def __init__(self):
+        super().__init__()
+        self.hrefs, self.srcs, self.inline_scripts, self.text = [], [], [], []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "href" in attrs:
+            self.hrefs.append(attrs["href"])
+        if "src" in attrs:
+            self.srcs.append(attrs["src"])
+        self._in_script = tag == "script"
+
+    def handle_endtag(self, tag):
+        self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script and data.strip():
+            self.inline_scripts.append(data)
+        self.text.append(data)
+
+
+def parse(path: Path) -> Links:
+    parser = Links()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+@pytest.fixture
+def site_inputs(tmp_path):
+    for seed in (0, 1):
+        make_run(tmp_path / "runs", seed=seed, metrics={"top1": 0.5, "many": 0.7, "medium": 0.5, "few": 0.2,
+                                                        "open_many": 0.6, "open_medium": 0.4, "open_few": 0.1,
+                                                        "open_f1": 0.4, "auroc": 0.8, "oscr": 0.3, "ece": 0.1})
+    make_run(tmp_path / "runs", method="old", with_curves=False, with_train_counts=False)
+    make_entry(tmp_path / "lb", "paper", name="Plain (paper)")
+    make_entry(tmp_path / "lb", "evil", name="<script>alert(1)</script>", method="evil",
+               notes='<img src=x onerror="alert(2)"> & </pre>', code_url="https://example.org/code?a=1&b=<2>")
+    make_entry(tmp_path / "lb", "imnet", name="On ImageNet-LT", dataset="imagenet_lt", backbone="resnet152")
+    return tmp_path
+
+
+def build(site_inputs, out, **kwargs):
+    rows = build_rows(collect([site_inputs / "runs"], leaderboard_dirs=[site_inputs / "lb"]))
+    return rows, build_site(rows, out, **kwargs)
+
+
+def test_pages_and_plots(site_inputs, tmp_path):
+    rows, summary = build(site_inputs, tmp_path / "site")
+    site = tmp_path / "site"
+    assert summary.index == site / "index.html" and (site / MARKER).is_file()
+    assert (site / "static" / "leaderboard.js").is_file() and (site / "static" / "style.css").is_file()
+    assert sorted(p.name for p in site.iterdir() if p.is_dir()) == ["imagenet_lt", "static", "toy_lt"]
+    assert summary.pages == 2 + 2 + len(rows)  # index, compare, 2 dataset pages, one page per row
+    plain = next(r for r in rows if r.name == "plain")
+    page = site / "toy_lt" / plain.slug
+    kinds = sorted(p.name.rsplit("-", 1)[0] for p in page.glob("*.svg"))
+    assert kinds == ["open-f1", "oscr", "per-class", "reliability", "roc", "shot-groups"]
+    html = (page / "index.html").read_text()
+    for svg in page.glob("*.svg"):
+        assert f'src="{svg.name}"' in html
+        assert svg.read_text().lstrip().startswith("<?xml")
+    assert "seed 0" in html and "seed 1" in html and "Resolved config (config.yaml)" in html and "Run manifest" in html
+    # Results from an older oltr-bench: the plots they cannot support are skipped with a reason.
+    old = next(r for r in rows if r.name == "old")
+    old_html = (site / "toy_lt" / old.slug / "index.html").read_text()
+    assert "Per-class accuracy against training count: not drawn — results.json has no train_counts" in old_html
+    assert "ROC (known = positive): not drawn — results.json has no curves.roc" in old_html
+    # Every link of every page stays inside the site or is an http(s) URL, and no page has inline script.
+    for html_file in site.rglob("*.html"):
+        links = parse(html_file)
+        assert not links.inline_scripts, html_file
+        for target in links.hrefs + links.srcs:
+            if target.startswith("https://"):
+                continue
+            assert (html_file.parent / target).resolve().is_file(), (html_file, target)
+
+
+def test_dataset_page_has_filters_and_sortable_columns(site_inputs, tmp_path):
+    build(site_inputs, tmp_path / "site")
+    html = (tmp_path / "site" / "toy_lt" / "index.html").read_text()
+    for key in ("backbone", "pretraining", "extra", "protocol", "source"):
+        assert f'<select data-filter="{key}">' in html
+    assert '<option value="reported">reported</option>' in html and '<option value="reproduced">reproduced</option>' in html
+    assert html.count('<th data-type="num"') == 3 + 11 and html.count('<th data-type="text"') == 7
+    assert 'data-sort="0.4"' in html  # the runs' open F, sortable as a number
+
+
+def test_every_string_is_escaped_and_only_http_urls_are_links(site_inputs, tmp_path):
+    rows, _ = build(site_inputs, tmp_path / "site")
+    evil = next(r for r in rows if r.method == "evil")
+    for page in (tmp_path / "site" / "toy_lt" / "index.html", tmp_path / "site" / "toy_lt" / evil.slug / "index.html"):
+        html = page.read_text()
+        assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        assert "<img src=x" not in html
+        assert "<script>alert(1)</script>" in "".join(parse(page).text)  # shown as text
+    detail = (tmp_path / "site" / "toy_lt" / evil.slug / "index.html").read_text()
+    assert "&lt;img src=x onerror=&#34;alert(2)&#34;&gt; &amp; &lt;/pre&gt;" in detail
+    assert 'href="https://example.org/code?a=1&amp;b=&lt;2&gt;"' in detail
+    # A URL that is not http(s) is shown as text, never as a link.
+    evil.paper = {"title": "Click me", "url": "javascript:alert(3)"}
+    evil.code_url = "data:text/html,<script>alert(4)</script>"
+    build_site(rows, tmp_path / "site2", plots=False)
+    detail = (tmp_path / "site2" / "toy_lt" / evil.slug / "index.html").read_text()
+    assert not [h for h in parse(tmp_path / "site2" / "toy_lt" / evil.slug / "index.html").hrefs if not h.startswith(("../", "https://"))]
+    assert "Click me (javascript:alert(3))" in detail and "&lt;script&gt;alert(4)" in detail
+
+
+def test_config_values_are_escaped(tmp_path):
+    run = make_run(tmp_path / "runs")
+    config = (run / "config.yaml").read_text() + "notes: </pre><script>alert(5)</script>\n"
+    (run / "config.yaml").write_text(config)
+    rows = build_rows(collect([tmp_path / "runs"]))
+    build_site(rows, tmp_path / "site", plots=False)
+    html = (tmp_path / "site" / "toy_lt" / rows[0].slug / "index.html").read_text()
+    assert "&lt;/pre&gt;&lt;script&gt;alert(5)" in html and "<script>alert(5)" not in html
+    assert "the site was built with --no-plots" in html
+
+
+def test_rebuild_reuses_unchanged_plots(site_inputs, tmp_path):
+    _, first = build(site_inputs, tmp_path / "site")
+    total = first.plots_drawn + first.plots_reused
+    assert first.plots_drawn >= 8 and total == len(list((tmp_path / "site").rglob("*.svg")))
+    _, second = build(site_inputs, tmp_path / "site")
+    assert second.plots_drawn == 0 and second.plots_reused == total
+    # A changed number redraws that plot only.
+    entry = site_inputs / "lb" / "toy_lt" / "paper.json"
+    data = json.loads(entry.read_text())
+    data["metrics"]["many"] = 0.61
+    entry.write_text(json.dumps(data))
+    _, third = build(site_inputs, tmp_path / "site")
+    assert third.plots_drawn == 1 and third.plots_reused == total - 1
+
+
+def test_never_overwrites_a_folder_that_is_not_a_site(site_inputs, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    with pytest.raises(OltrError, match="not empty and is not an oltr-bench site"):
+        build(site_inputs, out)
+    assert (out / "thesis.tex").read_text() == "precious" and len(list(out.iterdir())) == 1
+    (tmp_path / "empty").mkdir()
+    build(site_inputs, tmp_path / "empty", plots=False)
+    assert (tmp_path / "empty" / "index.html").is_file()
+
+
+def test_a_failed_build_leaves_the_previous_site(site_inputs, tmp_path, monkeypatch):
+    build(site_inputs, tmp_path / "site", plots=False)
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "site").rglob("*"))
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("oltr_bench.report.site._detail_page", boom)
+    with pytest.raises(RuntimeError):
+        build(site_inputs, tmp_path / "site", plots=False)
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "site").rglob("*")) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".site")] == []
+
+
+def test_report_html_cli(cli, site_inputs, tmp_path):
+    out = cli("report", str(site_inputs / "runs"), "--html", str(tmp_path / "site"), "--no-plots").output
+    assert out.strip().splitlines()[-1] == f"site: {(tmp_path / 'site' / 'index.html').resolve()}"
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert "imagenet_lt/index.html" in index and "places_lt/index.html" in index  # the shipped entries
+    compare = (tmp_path / "site" / "compare.html").read_text()
+    assert "Plain model (OLTR paper)" not in compare  # toy_lt runs have no published counterpart
+
+
+def test_names_from_results_never_leave_the_site_folder(tmp_path):
+    run = make_run(tmp_path / "runs")
+    results = json.loads((run / "results.json").read_text())
+    results["dataset"], results["method"] = "../../../escaped", "../../m"
+    (run / "results.json").write_text(json.dumps(results))
+    rows = build_rows(collect([tmp_path / "runs"]))
+    build_site(rows, tmp_path / "out" / "site", plots=False)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["site"]
+    (page,) = (tmp_path / "out" / "site").glob("*/*/index.html")
+    assert page.parent.parent.name == "escaped" and page.parent.name.startswith("run-m-")
+    assert "../../../escaped" in "".join(parse(tmp_path / "out" / "site" / "index.html").text)

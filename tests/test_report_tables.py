@@ -1,0 +1,157 @@
+"""Report tables: seed aggregation, row descriptions, protocols, Markdown/CSV/LaTeX, reported vs reproduced."""
+
+import csv
+import io
+import json
+import statistics
+
+import pytest
+
+from oltr_bench.report.collect import collect
+from oltr_bench.report.rows import build_rows, reported_vs_reproduced, rows_for_tables
+from oltr_bench.report.tables import csv_table, latex_escape, latex_tables, markdown, markdown_tables
+from tests.report_fixtures import make_entry, make_run
+
+
+def rows_of(*paths, leaderboard=()):
+    return build_rows(collect(list(paths), leaderboard_dirs=list(leaderboard)))
+
+
+def line_of(text, name):
+    (line,) = [l for l in text.splitlines() if l.startswith(f"| {name} |")]
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_seeds_of_one_config_are_averaged_and_other_configs_stay_apart(tmp_path):
+    for seed, top1 in ((0, 0.30), (1, 0.32), (2, 0.34)):
+        make_run(tmp_path, seed=seed, metrics={"top1": top1, "many": 0.5, "few": None, "open_f1": 0.1 * (seed + 1)})
+    make_run(tmp_path, seed=0, lr=0.05, metrics={"top1": 0.9})
+    rows = rows_of(tmp_path)
+    assert len(rows) == 2
+    agg = next(r for r in rows if len(r.runs) == 3)
+    assert agg.seeds == [0, 1, 2] and agg.n_seeds == 3
+    assert agg.metrics["top1"] == pytest.approx(0.32, abs=1e-12)
+    assert agg.std["top1"] == pytest.approx(statistics.stdev([0.30, 0.32, 0.34]), abs=1e-12)
+    assert agg.std["many"] == 0.0 and agg.metrics["few"] is None and agg.std["few"] is None
+    assert agg.metrics["open_f1"] == pytest.approx(0.2) and agg.std["open_f1"] == pytest.approx(0.1)
+    text = markdown_tables(rows)
+    # Two configurations of one method in one table are told apart by their config hash.
+    names = [l.split("|")[1].strip() for l in text.splitlines() if l.startswith("| plain [")]
+    assert len(names) == 2 and len(set(names)) == 2
+    cells = line_of(text, agg.name)
+    assert cells[7] == "3"  # Seeds column
+    assert cells[11] == "0.320 ± 0.020"  # Top-1: mean ± sample std
+    assert cells[10] == "–"  # Few is null in every seed
+
+
+def test_rows_describe_backbone_pretraining_epochs_and_source(tmp_path):
+    stage1 = make_run(tmp_path / "runs", method="plain", epochs=30)
+    make_run(tmp_path / "runs", method="dme", epochs=60, backbone="resnet152", stage1_run=stage1)
+    make_entry(tmp_path / "lb", "paper-dme", method="dme", name="DME (paper)", epochs=90, pretraining="imagenet")
+    text = markdown_tables(rows_of(tmp_path / "runs", leaderboard=[tmp_path / "lb"]))
+    assert line_of(text, "dme")[:8] == ["dme", "resnet152", "none", "no", "90", "reproduced", "0.1", "1"]
+    assert line_of(text, "DME (paper)")[:8] == ["DME (paper)", "resnet10", "imagenet", "no", "90", "reported", "0.1", "–"]
+
+
+def test_one_table_per_dataset_and_protocol_with_the_protocol_in_the_title(tmp_path):
+    make_run(tmp_path, protocol="oltr")
+    make_run(tmp_path, protocol="oltr-code", seed=1)
+    make_run(tmp_path, dataset="other_lt", threshold=None)
+    text = markdown_tables(rows_of(tmp_path))
+    titles = [l for l in text.splitlines() if l.startswith("### ")]
+    assert titles == [
+        "### other_lt — protocol `oltr` (many > 100, few < 20; rejected known samples are F-measure false positives)",
+        "### toy_lt — protocol `oltr` (many > 100, few < 20; rejected known samples are F-measure false positives)",
+        "### toy_lt — protocol `oltr-code` (OLTR repository since Aug 2019: many >= 100, few <= 20)",
+    ]
+    other = text.split("### other_lt")[1].split("###")[0]
+    assert "| plain | resnet10 | none | no | 30 | reproduced | own |" in other
+
+
+def test_quick_results_are_labelled(tmp_path):
+    make_run(tmp_path, partial=True)
+    text = markdown_tables(rows_of(tmp_path))
+    assert "| plain (quick) |" in text and "never a valid result" in text
+
+
+def test_markdown_from_results_dicts_as_evaluate_prints_them(tmp_path):
+    run = make_run(tmp_path, metrics={"top1": 0.25, "open_f1": 0.125})
+    results = json.loads((run / "results.json").read_text())
+    results["_path"] = "results.json"
+    assert line_of(markdown([results]), "plain")[11:13] == ["0.250", "0.125"]
+
+
+def test_csv_round_trips_every_metric_and_its_std(tmp_path):
+    for seed, auroc in ((0, 0.8), (1, 0.9)):
+        make_run(tmp_path, seed=seed, metrics={"top1": 0.5, "auroc": auroc, "fpr95": 0.25})
+    make_entry(tmp_path / "lb", "p", name='Name, with "quotes"', metrics={"open_f1": 0.474})
+    rows = list(csv.DictReader(io.StringIO(csv_table(rows_of(tmp_path / "toy_lt", tmp_path / "lb")))))
+    run, entry = sorted(rows, key=lambda r: r["source"], reverse=True)
+    assert run["seeds"] == "2" and float(run["auroc"]) == pytest.approx(0.85) and float(run["auroc_std"]) == pytest.approx(0.0707107, abs=1e-6)
+    assert run["fpr95"] == "0.25" and run["fpr95_std"] == "0" and run["oscr"] == "" and run["open_threshold"] == "0.1"
+    assert entry["name"] == 'Name, with "quotes"' and entry["open_f1"] == "0.474" and entry["paper_url"] == "https://example.org/paper"
+
+
+def test_latex_escapes_and_balances(tmp_path):
+    make_entry(tmp_path, "p", name="R&D_method 50% #1 {x}", pretraining="in-21k ~ $")
+    text = latex_tables(rows_of(tmp_path))
+    assert r"R\&D\_method 50\% \#1 \{x\}" in text and r"in-21k \textasciitilde{} \$" in text
+    assert text.count("\\begin{table}") == text.count("\\end{table}") == 1
+    assert text.count("\\begin{tabular}") == text.count("\\end{tabular}") == 1
+    assert latex_escape("many > 100, few ≤ 20, a\\b") == r"many $>$ 100, few $\leq$ 20, a\textbackslash{}b"
+
+
+def test_percent_tables(tmp_path):
+    make_run(tmp_path, metrics={"top1": 0.3561, "many": 0.4321})
+    assert line_of(markdown_tables(rows_of(tmp_path), percent=True), "plain")[8] == "43.2"
+
+
+def test_tables_show_the_leaderboard_entries_of_the_reported_datasets_only(tmp_path):
+    make_run(tmp_path / "runs")
+    make_entry(tmp_path / "lb", "same", name="Same dataset")
+    make_entry(tmp_path / "lb", "elsewhere", name="Other dataset", dataset="imagenet_lt")
+    rows = rows_of(tmp_path / "runs", leaderboard=[tmp_path / "lb"])
+    assert {r.name for r in rows_for_tables(rows)} == {"plain", "Same dataset"}
+    assert {r.name for r in rows_for_tables(rows_of(leaderboard=[tmp_path / "lb"]))} == {"Same dataset", "Other dataset"}
+
+
+def test_reported_vs_reproduced_gaps(tmp_path):
+    make_run(tmp_path / "runs", method="dme", metrics={"many": 0.40, "few": 0.20, "top1": 0.35, "open_f1": 0.45}, protocol="oltr-2019")
+    make_entry(tmp_path / "lb", "paper", method="dme", name="DME (paper)", protocol="oltr-2019",
+               metrics={"many": 0.432, "few": 0.185, "open_f1": 0.474})
+    make_entry(tmp_path / "lb", "repo", method="dme", name="DME (repo)", protocol="oltr-code", metrics={"open_f1": 0.446})
+    make_entry(tmp_path / "lb", "other", method="focal", name="Focal (paper)", metrics={"open_f1": 0.371})
+    make_run(tmp_path / "runs", method="dme", seed=5, partial=True)  # a --quick run is never compared
+    comparisons = reported_vs_reproduced(rows_of(tmp_path / "runs", leaderboard=[tmp_path / "lb"]))
+    assert [(c.reported.name, c.ours.name) for c in comparisons] == [("DME (paper)", "dme"), ("DME (repo)", "dme")]
+    paper, repo = comparisons
+    assert [(k, round(gap, 6)) for k, _, _, gap in paper.gaps] == [("many", -0.032), ("few", 0.015), ("open_f1", -0.024)]
+    assert paper.same_protocol and not repo.same_protocol
+    text = markdown_tables(rows_of(tmp_path / "runs", leaderboard=[tmp_path / "lb"]))
+    assert "### Reported vs reproduced" in text
+    assert "| toy_lt | dme | DME (paper) (`oltr-2019`, τ 0.1) | dme (`oltr-2019`, τ 0.1) | many | 0.432 | 0.400 | −0.032 |" in text
+
+
+def test_old_results_without_new_keys_still_report(tmp_path):
+    run = make_run(tmp_path, with_curves=False, with_train_counts=False)
+    results = json.loads((run / "results.json").read_text())
+    for key in ("evaluation_set", "partial", "per_class_acc"):
+        del results[key]
+    (run / "results.json").write_text(json.dumps(results))
+    assert "| plain |" in markdown_tables(rows_of(tmp_path))
+
+
+def test_report_cli_formats_and_errors(cli, tmp_path):
+    make_run(tmp_path / "runs", metrics={"top1": 0.5, "open_f1": 0.25})
+    out = cli("report", str(tmp_path / "runs"), "--no-leaderboard").output
+    assert out.startswith("### toy_lt — protocol `oltr`") and "imagenet_lt" not in out
+    cli("report", str(tmp_path / "runs"), "--format", "csv", "--output", str(tmp_path / "t.csv"))
+    assert next(csv.DictReader(open(tmp_path / "t.csv")))["open_f1"] == "0.25"
+    assert "\\toprule" in cli("report", str(tmp_path / "runs"), "--format", "latex").output
+    # With no runs at all the leaderboard shipped with oltr-bench is still reported.
+    assert "### imagenet_lt — protocol `oltr-2019`" in cli("report").output
+    bad = cli("report", "--no-leaderboard", ok=False)
+    assert bad.exit_code == 2 and "nothing to report" in bad.output
+    (tmp_path / "junk.json").write_text("{}")
+    bad = cli("report", str(tmp_path / "junk.json"), ok=False)
+    assert bad.exit_code == 2 and "expected a results.json, a leaderboard entry" in bad.output
