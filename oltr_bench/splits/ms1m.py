@@ -93,7 +93,7 @@ def read_identities(rec: RecordIO, progress: bool) -> tuple[dict[int, range | li
 def solve_z(sizes: np.ndarray, pools: np.ndarray, target: float) -> float:
     """``Z`` with ``sum(pools * min(1, sizes / Z)) == target`` (the expected number of training images)."""
     if target > pools.sum():
-        raise OltrError(f"--train-fraction asks for {target:,.0f} training images but only {pools.sum():,} are left after val/test")
+        raise OltrError(f"--train-fraction asks for {target:,.0f} training images but only {pools.sum():,.0f} are left after val/test")
 
     def expected(z: float) -> float:
         return float((pools * np.minimum(1.0, sizes / z)).sum())

@@ -124,7 +124,7 @@ def _verify(release: Release, split: str, path: Path, data: bytes, entries: list
         if off:
             c = off[0]
             check.details.append(
-                f"{len(off)} classes have other line counts than the release (e.g. label {c}: {counts.get(c, 0)}, "
+                f"{len(off):,} classes have other line counts than the release (e.g. label {c}: {counts.get(c, 0)}, "
                 f"released {expected_counts[c]})"
             )
         elif check.status == "differs":
