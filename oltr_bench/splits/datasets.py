@@ -17,7 +17,7 @@ from oltr_bench.splits.builder import assign_counts, build_lt_split, class_rng
 from oltr_bench.splits.format import SplitDir, write_split_dir
 from oltr_bench.splits.profile import Profile
 from oltr_bench.splits.scan import scan_class_folders
-from oltr_bench.splits.spec import DatasetSpec, check_options, write_checked_split
+from oltr_bench.splits.spec import DatasetSpec, check_options, ensure_free, write_checked_split
 
 __all__ = ["DatasetSpec", "check_options", "Embedded", "Folder"]
 
@@ -38,6 +38,7 @@ class Embedded(DatasetSpec):
     open_per_class = 30
 
     def make_splits(self, out_root: Path, *, seed: int, overwrite: bool, progress: bool, workers: int | None = None, **_: Any) -> SplitDir:
+        ensure_free(out_root / self.name, overwrite)
         known, unknown = glyphs.choose_classes(self.num_known, self.num_open, seed)
         train_counts = assign_counts([glyphs.class_dir(c) for c in known], self.profile, seed)
         plan = {c: train_counts[glyphs.class_dir(c)] + self.val_per_class + self.test_per_class for c in known}
@@ -110,6 +111,8 @@ class Folder(DatasetSpec):
     ) -> SplitDir:
         if root is None:
             raise OltrError("dataset 'folder' needs --root DIR (a folder with one subfolder per class)")
+        dataset = name or Path(root).resolve().name.lower().replace("-", "_").replace(" ", "_") or "folder"
+        ensure_free(out_root / dataset, overwrite)
         class_files = scan_class_folders(Path(root), progress=progress)
         names = sorted(class_files)
         n_open = len(names) // 5 if open_classes is None else open_classes
@@ -133,7 +136,6 @@ class Folder(DatasetSpec):
             class_files, known, unknown, profile,
             val_per_class=val, test_per_class=test, open_per_class=open_per_class, seed=seed, source_name=str(root),
         )
-        dataset = name or Path(root).resolve().name.lower().replace("-", "_").replace(" ", "_") or "folder"
         source = {
             "kind": "generated",
             "generator": "folder",

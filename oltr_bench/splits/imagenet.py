@@ -47,7 +47,7 @@ from oltr_bench.splits.scan import (
     scan_class_folders,
     subdirectories,
 )
-from oltr_bench.splits.spec import DatasetSpec, write_checked_split
+from oltr_bench.splits.spec import DatasetSpec, ensure_free, write_checked_split
 
 WNID = re.compile(r"^n\d{8}$")
 VAL_2012 = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
@@ -345,6 +345,7 @@ class ImageNetLT(DatasetSpec):
         if root is None:
             raise OltrError("dataset 'imagenet_lt' needs --root DIR: the ILSVRC-2012 folder with train/ and val/")
         root = Path(root)
+        ensure_free(out_root / self.name, overwrite)
         if official is not None:
             if profile is not None or val_per_class is not None:
                 raise OltrError("--official imports the released lists; the profile and --val-per-class options do not apply")

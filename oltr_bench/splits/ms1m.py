@@ -39,7 +39,7 @@ from oltr_bench.registry import DATASETS
 from oltr_bench.splits.builder import class_rng
 from oltr_bench.splits.format import SplitDir, write_split_dir
 from oltr_bench.splits.scan import inform, progress_bar
-from oltr_bench.splits.spec import DatasetSpec
+from oltr_bench.splits.spec import DatasetSpec, ensure_free
 
 PAPER_IMAGES, MS1M_ARCFACE_IMAGES = 887_500, 5_822_653
 DEFAULT_TRAIN_FRACTION = PAPER_IMAGES / MS1M_ARCFACE_IMAGES
@@ -187,6 +187,7 @@ class MS1MLT(DatasetSpec):
         if root is None:
             raise OltrError("dataset 'ms1m_lt' needs --root DIR: the folder with train.rec and train.idx")
         folder = _rec_folder(Path(root))
+        ensure_free(out_root / self.name, overwrite)
         fraction = DEFAULT_TRAIN_FRACTION if train_fraction is None else train_fraction
         if not 0 < fraction <= 1:
             raise OltrError(f"--train-fraction {fraction}: expected a share of the images in (0, 1]")

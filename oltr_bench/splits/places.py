@@ -45,7 +45,7 @@ from oltr_bench.splits.scan import (
     read_text,
     scan_class_folders,
 )
-from oltr_bench.splits.spec import DatasetSpec, write_checked_split
+from oltr_bench.splits.spec import DatasetSpec, ensure_free, write_checked_split
 
 # Places-LT label -> index in categories_places365.txt, where they differ (all lists use it).
 PLACES_LT_TO_OFFICIAL = {116: 118, 117: 116, 118: 117, 141: 142, 142: 141}
@@ -277,6 +277,7 @@ class PlacesLT(DatasetSpec):
         if root is None:
             raise OltrError("dataset 'places_lt' needs --root DIR: the Places365-Standard folder")
         root = Path(root)
+        ensure_free(out_root / self.name, overwrite)
         if official is not None:
             if profile is not None or val_per_class is not None:
                 raise OltrError("--official imports the released lists; the profile and --val-per-class options do not apply")

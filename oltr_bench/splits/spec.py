@@ -35,6 +35,12 @@ def check_options(spec: DatasetSpec, given: dict[str, Any]) -> None:
         raise OltrError(f"dataset {spec.name!r} does not use {flags}; it accepts: {accepted}")
 
 
+def ensure_free(out_dir: Path, overwrite: bool) -> None:
+    """Fail before any slow work when the split directory exists and may not be replaced."""
+    if out_dir.exists() and not overwrite:
+        raise OltrError(f"{out_dir} already exists; pass --overwrite to replace it or choose another --out")
+
+
 def write_checked_split(
     out_dir: Path,
     *,
