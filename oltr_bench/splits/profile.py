@@ -26,6 +26,7 @@ where X_(1) <= ... <= X_(n) are the order statistics of ``n`` independent Lomax(
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -96,6 +97,11 @@ def expected_ratios(num_classes: int, alpha: float) -> np.ndarray:
 
 def pareto_counts(num_classes: int, alpha: float, max_count: int, min_count: int) -> list[int]:
     """Expected shape of ``num_classes`` Pareto(alpha) class sizes scaled onto [min_count, max_count], descending."""
+    return list(_pareto_counts(num_classes, float(alpha), max_count, min_count))
+
+
+@functools.lru_cache(maxsize=16)
+def _pareto_counts(num_classes: int, alpha: float, max_count: int, min_count: int) -> tuple[int, ...]:
     if num_classes < 1:
         raise OltrError("a profile needs at least one class")
     if not 0 < min_count <= max_count:
@@ -103,10 +109,10 @@ def pareto_counts(num_classes: int, alpha: float, max_count: int, min_count: int
     if not alpha > 0:
         raise OltrError(f"Pareto alpha must be positive, found {alpha}")
     if num_classes == 1:
-        return [max_count]
+        return (max_count,)
     m = expected_ratios(num_classes, alpha)
     scaled = min_count + (m - m[0]) / (m[-1] - m[0]) * (max_count - min_count)
-    return [int(v) for v in np.rint(scaled[::-1])]
+    return tuple(int(v) for v in np.rint(scaled[::-1]))
 
 
 def shot_groups(counts: Sequence[int]) -> tuple[int, int, int]:
