@@ -86,3 +86,9 @@ def test_interrupt_leaves_nothing_behind(cli, tree, tmp_path, monkeypatch):
 def test_bad_options(cli, args, message):
     result = cli("make-splits", *args, ok=False)
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_partial_pareto_options_take_the_protocol_defaults(cli, tree, tmp_path):
+    cli("make-splits", "--dataset", "imagenet", "--root", str(tree), "--max", "3", "--min", "1", "--val-per-class", "1")
+    manifest = json.loads((tmp_path / "work" / "splits" / "imagenet_lt" / "manifest.json").read_text())
+    assert manifest["source"]["profile"] == {"kind": "pareto", "alpha": 6.0, "max": 3, "min": 1}

@@ -13,13 +13,17 @@ from oltr_bench.splits.datasets import check_options
 from oltr_bench.splits.profile import Profile, read_counts, shot_groups
 
 
-def _profile(alpha, max_count, min_count, counts, dataset: str) -> Profile | None:
+def _profile(alpha, max_count, min_count, counts, dataset: str, default: Profile | None) -> Profile | None:
     if counts:
         if alpha is not None or max_count is not None or min_count is not None:
             raise OltrError("--counts gives the profile explicitly; do not combine it with --alpha/--max/--min")
         return read_counts(counts, dataset if dataset in ("imagenet_lt", "places_lt") else None)
     if alpha is None and max_count is None and min_count is None:
         return None
+    if default is not None:
+        alpha = default.alpha if alpha is None else alpha
+        max_count = default.max_count if max_count is None else max_count
+        min_count = default.min_count if min_count is None else min_count
     if None in (alpha, max_count, min_count):
         raise OltrError("a Pareto profile needs all of --alpha, --max and --min")
     return Profile("pareto", alpha=alpha, max_count=max_count, min_count=min_count)
@@ -67,7 +71,7 @@ def make_splits_cmd(dataset, root, official, open_root, allow_missing, out, seed
     """
     dataset = DATASETS.canonical(dataset)
     spec = DATASETS.get(dataset)()
-    profile = _profile(alpha, max_count, min_count, counts, dataset)
+    profile = _profile(alpha, max_count, min_count, counts, dataset, spec.default_profile)
     options = {
         "root": root, "official": official, "open_root": open_root, "allow_missing": allow_missing,
         "name": name, "open_classes": open_classes, "profile": profile,

@@ -186,11 +186,15 @@ def write_split_dir(
                 raise OltrError(f"open list entry {path!r} has label {label}; expected -1")
             if split != "open" and not 0 <= label < num_classes:
                 raise OltrError(f"{split} list entry {path!r} has label {label}; expected 0..{num_classes - 1}")
-            # The same image may not appear in two splits (val/test/open ids must be unique too).
-            key = f"{roots.get(split, '')}\0{path}"
-            if key in seen:
-                raise OltrError(f"{path!r} appears in both the {seen[key]} and the {split} list")
-            seen[key] = split
+            # The same image may not appear twice; test and open ids (the path strings) must also
+            # differ when their roots differ, because predictions files are keyed by them.
+            keys = [f"{roots.get(split, '')}\0{path}"] + ([path] if split in ("test", "open") else [])
+            for key in keys:
+                if key in seen:
+                    where = f"twice in the {split} list" if seen[key] == split else f"in both the {seen[key]} and the {split} list"
+                    raise OltrError(f"{path!r} appears {where}")
+            for key in keys:
+                seen[key] = split
         data = format_list(entries).encode("utf-8")
         texts[split] = data
         files[split] = {"name": f"{prefix}_{split}.txt", "lines": len(entries), "sha256": sha256_bytes(data)}

@@ -326,6 +326,7 @@ class ImageNetLT(DatasetSpec):
         "ImageNet_LT_*.txt lists instead of generating"
     )
     options = frozenset({"root", "official", "open_root", "allow_missing", "profile", "val_per_class"})
+    default_profile = DEFAULT_PROFILE
 
     def make_splits(
         self,

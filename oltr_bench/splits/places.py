@@ -258,6 +258,7 @@ class PlacesLT(DatasetSpec):
         "open set; --official DIR: the released Places_LT_*.txt lists (either path dialect) instead of generating"
     )
     options = frozenset({"root", "official", "open_root", "allow_missing", "profile", "val_per_class"})
+    default_profile = DEFAULT_PROFILE
 
     def make_splits(
         self,

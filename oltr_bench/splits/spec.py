@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 from oltr_bench.errors import OltrError
 from oltr_bench.splits.format import SplitDir, write_split_dir
+from oltr_bench.splits.profile import Profile
 from oltr_bench.splits.scan import require_readable
 
 
@@ -20,6 +21,8 @@ class DatasetSpec:
     name: str = ""
     needs: str = ""
     options: frozenset[str] = frozenset()
+    # The Pareto profile the protocol prescribes, if any (fills in a partly given --alpha/--max/--min).
+    default_profile: Profile | None = None
 
     def make_splits(self, out_root: Path, *, seed: int, overwrite: bool, progress: bool, **options: Any) -> SplitDir:
         """Write the split directory ``out_root/<dataset name>`` and return it."""
