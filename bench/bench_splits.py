@@ -1,4 +1,4 @@
-"""Time `make-splits --dataset imagenet` on a synthetic tree with ImageNet's shape.
+"""Time `make-splits --dataset imagenet` on a synthetic tree with ImageNet's shape (or MS1M-LT).
 
 The tree has the 1000 ILSVRC-2012 wnid folders with 1,281,167 empty train files (732 to 1300 per
 class, names like the real ones) and 50,000 empty validation files in per-wnid folders. It is
@@ -7,8 +7,13 @@ runs the real command in a fresh process (imports, directory scan, sampling, the
 of the ~186K listed images and the atomic write) and records wall time and peak RSS of that
 process; the median is printed.
 
+With ``--ms1m`` it times ``make-splits --dataset ms1m`` instead, on a synthetic MS1M-ArcFace
+RecordIO with the real counts (85,742 identities, 5,822,653 image records of a few bytes each,
+header record 0 and identity records as insightface writes them; about 230 MB under bench/_out/).
+
     python bench/bench_splits.py --repeats 5
     python bench/bench_splits.py --profile      # one in-process run under cProfile
+    python bench/bench_splits.py --ms1m --repeats 3
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+from oltr_bench.data.recordio import IRHeader, RecordIOWriter, pack
 from oltr_bench.splits.imagenet import wnids
 
 TRAIN_IMAGES, VAL_PER_CLASS = 1_281_167, 50
+MS1M_IDENTITIES, MS1M_IMAGES = 85_742, 5_822_653
 OUT = Path(__file__).resolve().parent / "_out"
 
 
@@ -71,10 +78,46 @@ def make_tree(root: Path) -> Path:
     return root
 
 
-def run_once(tree: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MiB) of one `oltr-bench make-splits --dataset imagenet` process."""
+def identity_sizes(seed: int = 0) -> list[int]:
+    """85,742 long-tailed identity sizes (a few to about 600) summing to MS1M-ArcFace's 5,822,653 images."""
+    rng = np.random.default_rng(seed)
+    raw = np.clip(rng.lognormal(np.log(55), 0.6, MS1M_IDENTITIES), 2, 602)
+    sizes = np.maximum(2, np.round(raw * MS1M_IMAGES / raw.sum())).astype(int)
+    sizes[np.argsort(-sizes)[: abs(MS1M_IMAGES - sizes.sum())]] += np.sign(MS1M_IMAGES - sizes.sum())
+    return sizes.tolist()
+
+
+def make_rec(folder: Path) -> Path:
+    stamp = folder / ".complete"
+    if stamp.exists():
+        return folder
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    started = time.perf_counter()
+    sizes = identity_sizes()
+    id_start = MS1M_IMAGES + 1
+    with RecordIOWriter(folder / "train.rec", folder / "train.idx") as w:
+        w.write(0, pack(IRHeader(2, (float(id_start), float(id_start + len(sizes))), 0, 1), b""))
+        key = 1
+        for ident, n in enumerate(sizes):
+            for _ in range(n):
+                w.write(key, pack(IRHeader(0, float(ident), key, 0), b"\xff\xd8\xff\xd9"))
+                key += 1
+        key = 1
+        for ident, n in enumerate(sizes):
+            w.write(id_start + ident, pack(IRHeader(2, (float(key), float(key + n)), id_start + ident, 0), b""))
+            key += n
+    (folder / "property").write_text(f"{len(sizes)},112,112\n")
+    stamp.touch()
+    print(f"generated {folder} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return folder
+
+
+def run_once(tree: Path, dataset: str = "imagenet") -> tuple[float, float]:
+    """(wall seconds, peak RSS in MiB) of one `oltr-bench make-splits --dataset <dataset>` process."""
     with tempfile.TemporaryDirectory(dir=OUT) as out:
-        command = [sys.executable, "-m", "oltr_bench", "make-splits", "--dataset", "imagenet", "--root", str(tree),
+        command = [sys.executable, "-m", "oltr_bench", "make-splits", "--dataset", dataset, "--root", str(tree),
                    "--out", out, "--no-progress"]
         started = time.perf_counter()
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -93,20 +136,22 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--tree", type=Path, default=OUT / "imagenet_tree")
     ap.add_argument("--profile", action="store_true", help="one in-process run under cProfile instead")
+    ap.add_argument("--ms1m", action="store_true", help="time MS1M-LT on a synthetic MS1M-ArcFace RecordIO instead")
     args = ap.parse_args()
     OUT.mkdir(exist_ok=True)
-    tree = make_tree(args.tree)
+    dataset = "ms1m" if args.ms1m else "imagenet"
+    tree = make_rec(OUT / "ms1m_rec") if args.ms1m else make_tree(args.tree)
     if args.profile:
         from oltr_bench.registry import DATASETS
 
         with tempfile.TemporaryDirectory(dir=OUT) as out:
             profiler = cProfile.Profile()
             profiler.enable()
-            DATASETS.get("imagenet")().make_splits(Path(out), seed=0, overwrite=False, progress=False, root=tree)
+            DATASETS.get(dataset)().make_splits(Path(out), seed=0, overwrite=False, progress=False, root=tree)
             profiler.disable()
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
         return
-    runs = [run_once(tree) for _ in range(args.repeats)]
+    runs = [run_once(tree, dataset) for _ in range(args.repeats)]
     for i, (wall, rss) in enumerate(runs, 1):
         print(f"run {i}: {wall:.2f} s, peak RSS {rss:.0f} MiB")
     walls, rss = [w for w, _ in runs], [r for _, r in runs]

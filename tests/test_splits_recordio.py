@@ -99,8 +99,9 @@ def test_continuation_offset_is_not_a_record_start(tmp_path):
         RecordIO(tmp_path / "train.rec", tmp_path / "train.idx")
 
 
-@pytest.mark.parametrize("idx, message", [("0\t0\n1\n", "odd number of fields"), ("0\tx\n", "expected integer"),
-                                          ("0\t0\n0\t0\n", "a key appears more than once")])
+@pytest.mark.parametrize("idx, message", [("0\t0\n1\n", "line of two integers per record"),
+                                          ("0\tx\n", "line of two integers per record"),
+                                          ("0\t0\n0\t0\n", "key 0 appears more than once")])
 def test_bad_index_files(tmp_path, idx, message):
     write(tmp_path, {0: b"abcd"})
     (tmp_path / "train.idx").write_text(idx)

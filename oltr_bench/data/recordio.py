@@ -121,17 +121,16 @@ def read_index(idx_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         text = idx_path.read_bytes()
     except OSError as exc:
         raise OltrError(f"cannot read the RecordIO index {idx_path}: {exc.strerror or exc}") from None
-    fields = text.split()
-    if len(fields) % 2:
-        raise OltrError(f"{idx_path}: expected '<key>\\t<offset>' lines, found an odd number of fields")
+    text = text.rstrip()
+    lines = text.count(b"\n") + 1 if text else 0
     try:
-        values = np.array(fields, dtype=np.int64).reshape(-1, 2)
+        # numpy's text parser: ~20x faster and leaner than splitting 5.8 million lines in Python
+        values = np.fromstring(text, dtype=np.int64, sep=" ")
     except ValueError:
-        raise OltrError(f"{idx_path}: expected integer '<key>\\t<offset>' lines") from None
-    keys, offsets = values[:, 0], values[:, 1]
-    if len(np.unique(keys)) != len(keys):
-        raise OltrError(f"{idx_path}: a key appears more than once")
-    return keys, offsets
+        values = None
+    if values is None or len(values) != 2 * lines:
+        raise OltrError(f"{idx_path}: expected one '<key>\\t<offset>' line of two integers per record")
+    return values[0::2], values[1::2]
 
 
 class RecordIO:
@@ -156,7 +155,11 @@ class RecordIO:
             offsets = np.array(list(self._scan_offsets()), dtype=np.int64)
             keys = np.arange(len(offsets), dtype=np.int64)
         self._keys = keys
-        self._offset = dict(zip(keys.tolist(), offsets.tolist()))
+        order = np.argsort(keys, kind="stable")
+        self._sorted_keys, self._sorted_offsets = keys[order], offsets[order]
+        repeated = np.flatnonzero(self._sorted_keys[1:] == self._sorted_keys[:-1])
+        if len(repeated):
+            raise OltrError(f"{self.idx_path}: key {self._sorted_keys[repeated[0]]} appears more than once")
         self._fh: BinaryIO | None = None
         self._pid = -1
         self.check()
@@ -187,20 +190,34 @@ class RecordIO:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def _find(self, key: int) -> int | None:
+        """The byte offset of record ``key`` (arrays, not a dict: 5.8 million keys would take ~600 MB)."""
+        i = int(np.searchsorted(self._sorted_keys, key))
+        if i < len(self._sorted_keys) and self._sorted_keys[i] == key:
+            return int(self._sorted_offsets[i])
+        return None
+
     def __contains__(self, key: int) -> bool:
-        return key in self._offset
+        return self._find(key) is not None
 
     def keys(self) -> list[int]:
         """Record keys in index order."""
         return self._keys.tolist()
 
+    @property
+    def key_array(self) -> np.ndarray:
+        """Record keys in index order, as an int64 array."""
+        return self._keys
+
+    def _offset(self, key: int) -> int:
+        offset = self._find(key)
+        if offset is None:
+            raise OltrError(f"{self.rec_path}: no record with key {key}")
+        return offset
+
     def read_raw(self, key: int) -> bytes:
         """The bytes of record ``key`` with multi-part records joined."""
-        try:
-            offset = self._offset[key]
-        except KeyError:
-            raise OltrError(f"{self.rec_path}: no record with key {key}") from None
-        return read_record_at(self._file(), offset, f"{self.rec_path} (key {key})")[0]
+        return read_record_at(self._file(), self._offset(key), f"{self.rec_path} (key {key})")[0]
 
     def read(self, key: int) -> tuple[IRHeader, bytes]:
         """``(header, payload)`` of record ``key``; the payload of an image record is the encoded image."""
@@ -208,12 +225,8 @@ class RecordIO:
 
     def header(self, key: int) -> IRHeader:
         """Only the header of record ``key`` (reads the first part only, so it is cheap)."""
-        try:
-            offset = self._offset[key]
-        except KeyError:
-            raise OltrError(f"{self.rec_path}: no record with key {key}") from None
         fh = self._file()
-        fh.seek(offset)
+        fh.seek(self._offset(key))
         head = fh.read(8 + IR_SIZE)
         if len(head) < 8 + IR_SIZE:
             return self.read(key)[0]

@@ -54,7 +54,7 @@ def _label(header: IRHeader) -> int:
     return int(value)
 
 
-def read_identities(rec: RecordIO, progress: bool) -> tuple[dict[int, range | list[int]], dict[str, Any]]:
+def read_identities(rec: RecordIO, progress: bool) -> tuple[dict[int, range | np.ndarray], dict[str, Any]]:
     """``{identity label: image record keys}`` and how they were found (see the module docstring)."""
     header0 = rec.header(0) if 0 in rec else None
     if header0 is not None and header0.flag >= 2:
@@ -65,7 +65,7 @@ def read_identities(rec: RecordIO, progress: bool) -> tuple[dict[int, range | li
             )
         if id_end > FLOAT32_EXACT:
             inform(f"note: record keys above {FLOAT32_EXACT:,} are stored as float32 and may be off by one in the identity ranges")
-        identities: dict[int, range | list[int]] = {}
+        identities: dict[int, range | np.ndarray] = {}
         taken = 0
         for key in progress_bar(range(id_start, id_end), desc="reading identities", total=id_end - id_start,
                                 enabled=progress, unit="id"):
@@ -84,10 +84,19 @@ def read_identities(rec: RecordIO, progress: bool) -> tuple[dict[int, range | li
         if any(a[1] > b[0] for a, b in zip(spans, spans[1:])):
             raise OltrError(f"{rec.rec_path}: the identity records' image ranges overlap")
         return identities, {"header0": [id_start, id_end], "images": taken}
+    keys = rec.key_array
+    labels = np.empty(len(keys), dtype=np.int64)
+    for i, key in enumerate(progress_bar(keys.tolist(), desc="reading record labels", total=len(keys),
+                                         enabled=progress, unit="record")):
+        labels[i] = _label(rec.header(key))
     identities = {}
-    for key in progress_bar(rec.keys(), desc="reading record labels", total=len(rec), enabled=progress, unit="record"):
-        identities.setdefault(_label(rec.header(key)), []).append(key)
-    return identities, {"header0": None, "images": len(rec)}
+    if len(keys):
+        order = np.argsort(labels, kind="stable")
+        sorted_labels = labels[order]
+        starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+        for first, group in zip(starts, np.split(keys[order], starts[1:])):
+            identities[int(sorted_labels[first])] = np.sort(group)
+    return identities, {"header0": None, "images": len(keys)}
 
 
 def solve_z(sizes: np.ndarray, pools: np.ndarray, target: float) -> float:
@@ -106,7 +115,7 @@ def solve_z(sizes: np.ndarray, pools: np.ndarray, target: float) -> float:
 
 
 def sample_ms1m(
-    identities: dict[int, range | list[int]], *, train_fraction: float, val_per_class: int, test_per_class: int,
+    identities: dict[int, range | np.ndarray], *, train_fraction: float, val_per_class: int, test_per_class: int,
     open_per_class: int, seed: int,
 ) -> tuple[dict[str, list[tuple[str, int]]], list[int], dict[str, Any]]:
     """The MS1M-LT lists (module docstring), the known identity labels, and the sampling figures."""
