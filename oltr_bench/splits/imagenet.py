@@ -375,6 +375,7 @@ class ImageNetLT(DatasetSpec):
             "val_from": "train images, disjoint from train",
             "test": "all ILSVRC-2012 validation images",
             "test_labels": test_source,
+            "found": {"train_images": sum(len(v) for v in train_files.values()), "val_images": len(test)},
         }
         if open_root is not None:
             lists["open"], open_info = scan_open_2010(Path(open_root), progress)

@@ -25,7 +25,7 @@ from typing import Any, Callable
 from oltr_bench.errors import OltrError
 from oltr_bench.splits.format import SPLITS, SplitDir, fingerprint, format_list, parse_list, write_split_dir
 from oltr_bench.splits.profile import released_counts
-from oltr_bench.splits.scan import check_files, inform, read_text
+from oltr_bench.splits.scan import check_files, inform
 from oltr_bench.utils.io import sha256_bytes
 
 
@@ -148,7 +148,10 @@ def _read_list(release: Release, split: str, path: Path) -> tuple[bytes, list[tu
         data = path.read_bytes()
     except OSError as exc:
         raise OltrError(f"cannot read {path}: {exc.strerror or exc}") from None
-    text = read_text(path, "the list") if data else ""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OltrError(f"{path} is not UTF-8 text; expected '<relative path> <label>' lines") from None
     classes = release.classes()
     entries = parse_list(text, str(path), num_classes=len(classes), open_list=(split == "open"))
     if not entries:

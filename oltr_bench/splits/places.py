@@ -309,6 +309,7 @@ class PlacesLT(DatasetSpec):
             "test": "all Places365-Standard validation images",
             "test_labels": test_source,
             "labels": "Places-LT order (categories_places365.txt with 116-118 and 141-142 permuted)",
+            "found": {"train_images": sum(len(v) for v in train_files.values()), "val_images": len(test)},
         }
         if open_root is not None:
             lists["open"] = scan_open(Path(open_root))
