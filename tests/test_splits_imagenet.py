@@ -227,3 +227,10 @@ def test_loaded_back_and_verified(folders_tree, tmp_path):
     split = build(folders_tree[0], tmp_path)
     again = load_split_dir(split.path)
     assert again.fingerprint == split.fingerprint and again.train_counts == split.train_counts
+
+
+def test_open_root_without_the_2010_devkit(folders_tree, tmp_path):
+    (tmp_path / "open").mkdir()
+    (tmp_path / "open" / "ILSVRC2010_val_00000007.JPEG").touch()
+    with pytest.raises(OltrError, match="ILSVRC2010_validation_ground_truth.txt with meta.mat.*use it with --official"):
+        build(folders_tree[0], tmp_path / "out", open_root=tmp_path / "open")

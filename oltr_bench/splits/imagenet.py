@@ -155,13 +155,11 @@ def _meta_wnids(data: bytes | Path, id_field: str, where: str) -> dict[int, str]
     return table
 
 
-def _ground_truth(text: str, where: str, count: int | None = None) -> list[int]:
+def _ground_truth(text: str, where: str) -> list[int]:
     try:
         ids = [int(v) for v in text.split()]
     except ValueError:
         raise OltrError(f"{where}: expected one class ID per line") from None
-    if count is not None and len(ids) != count:
-        raise OltrError(f"{where}: expected {count:,} lines, found {len(ids):,}")
     if ids and not 1 <= min(ids) <= max(ids) <= 1000:
         raise OltrError(f"{where}: class IDs must lie in 1..1000")
     return ids
@@ -180,10 +178,13 @@ def _devkit_labels(root: Path, year: int) -> tuple[dict[int, str], str]:
             table = _meta_wnids(meta, id_field, str(meta))
         elif clsloc is not None:
             table = {}
-            for line in read_text(clsloc, "the class map").splitlines():
+            for lineno, line in enumerate(read_text(clsloc, "the class map").splitlines(), 1):
                 parts = line.split()
-                if len(parts) >= 2:
-                    table[int(parts[1])] = parts[0]
+                if len(parts) < 2 or not WNID.match(parts[0]) or not parts[1].isdigit():
+                    raise OltrError(f"{clsloc}:{lineno}: expected '<wnid> <ILSVRC2012_ID> <name>', found {line!r}")
+                table[int(parts[1])] = parts[0]
+            if sorted(table) != list(range(1, 1001)):
+                raise OltrError(f"{clsloc}: expected the IDs 1..1000 once each, found {len(table)} distinct IDs")
         if table is not None:
             ids = _ground_truth(read_text(gt, "the validation ground truth"), str(gt))
             return {i + 1: table[c] for i, c in enumerate(ids)}, str(gt)
@@ -205,7 +206,8 @@ def _devkit_labels(root: Path, year: int) -> tuple[dict[int, str], str]:
         f"the validation images under {root} are in one flat folder, so their labels must come from the ILSVRC {year} "
         f"devkit: put {gt_name} with meta.mat" + (" (or map_clsloc.txt)" if year == 2012 else "")
         + f", or the devkit archive {tar_names[0]}, under {root}"
-        + (" -- or LOC_val_solution.csv for the Kaggle tree, or sort val/ into per-wnid folders" if year == 2012 else "")
+        + (" -- or LOC_val_solution.csv for the Kaggle tree, or sort val/ into per-wnid folders" if year == 2012 else
+           " (the ImageNet_LT_open/ folder shipped with the released lists has no labels: use it with --official)")
     )
 
 
