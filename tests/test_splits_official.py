@@ -224,3 +224,16 @@ def test_bad_lists_are_rejected_with_the_line(edit, message, tmp_path):
 def test_official_excludes_generator_options(tmp_path):
     with pytest.raises(OltrError, match="--official imports the released lists"):
         run("imagenet", tmp_path, root=tmp_path, official=tmp_path, val_per_class=3)
+
+
+@pytest.mark.parametrize("dataset", ["imagenet_lt", "places_lt"])
+def test_shipped_canonical_fingerprint_is_the_released_oltr_import(dataset):
+    """`splits/<dataset>_canonical.json` (read by the leaderboard) = fingerprint of the four released OLTR lists."""
+    import json
+    from importlib import resources
+
+    shipped = json.loads(resources.files("oltr_bench.splits_data").joinpath(f"{dataset}_canonical.json").read_text())
+    text = "\n".join(f"{s}:{RELEASED[(dataset, s, 'oltr')]}" for s in ("train", "val", "test", "open"))
+    assert shipped["dataset"] == dataset
+    assert shipped["fingerprint"] == hashlib.sha256(text.encode()).hexdigest() == official.released_fingerprints(dataset)["oltr paths"]
+    assert shipped["other_imports"] == {k: v for k, v in official.released_fingerprints(dataset).items() if k != "oltr paths"}
