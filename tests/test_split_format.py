@@ -105,3 +105,12 @@ def test_missing_manifest_names_the_fix(tmp_path):
 
 def test_format_list_matches_released_style():
     assert format_list([("train/n01440764/n01440764_190.JPEG", 0)]) == "train/n01440764/n01440764_190.JPEG 0\n"
+
+
+def test_test_and_open_ids_are_unique_even_with_other_roots(tmp_path):
+    lists = dict(LISTS, open=[("a/4.png", -1)])
+    roots = {"train": "/data", "val": "/data", "test": "/data", "open": "/other"}
+    with pytest.raises(OltrError, match="'a/4.png' appears in both the test and the open list"):
+        write(tmp_path, lists=lists, roots=roots)
+    with pytest.raises(OltrError, match="'a/1.png' appears twice in the train list"):
+        write(tmp_path, lists=dict(LISTS, train=[("a/1.png", 0), ("a/1.png", 0), ("b/1.png", 1)]))

@@ -25,6 +25,17 @@ class Group(click.Group):
         except OltrError as exc:
             raise UserError(str(exc)) from None
 
+    # make-splits and the listings are registered at import; the other commands load torch
+    # (~1 GB peak RSS, seconds), so they are registered only when asked for.
+    def get_command(self, ctx: click.Context, name: str):
+        if name not in self.commands:
+            _register()
+        return super().get_command(ctx, name)
+
+    def list_commands(self, ctx: click.Context):
+        _register()
+        return super().list_commands(ctx)
+
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="oltr-bench")
@@ -52,4 +63,12 @@ def _register() -> None:
             main.add_command(command)
 
 
-_register()
+def _register_light() -> None:
+    from oltr_bench.cli import listing, make_splits
+
+    for module in (make_splits, listing):
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register_light()

@@ -10,20 +10,20 @@ from oltr_bench.errors import OltrError
 from oltr_bench.paths import splits_root
 from oltr_bench.registry import DATASETS
 from oltr_bench.splits.datasets import check_options
-from oltr_bench.splits.profile import Profile
+from oltr_bench.splits.profile import Profile, read_counts, shot_groups
 
 
-def _profile(alpha, max_count, min_count, counts) -> Profile | None:
+def _profile(alpha, max_count, min_count, counts, dataset: str, default: Profile | None) -> Profile | None:
     if counts:
-        try:
-            values = [int(c) for c in counts.replace(",", " ").split()]
-        except ValueError:
-            raise OltrError(f"--counts {counts!r}: expected comma-separated integers") from None
         if alpha is not None or max_count is not None or min_count is not None:
             raise OltrError("--counts gives the profile explicitly; do not combine it with --alpha/--max/--min")
-        return Profile("counts", counts=tuple(values))
+        return read_counts(counts, dataset if dataset in ("imagenet_lt", "places_lt") else None)
     if alpha is None and max_count is None and min_count is None:
         return None
+    if default is not None:
+        alpha = default.alpha if alpha is None else alpha
+        max_count = default.max_count if max_count is None else max_count
+        min_count = default.min_count if min_count is None else min_count
     if None in (alpha, max_count, min_count):
         raise OltrError("a Pareto profile needs all of --alpha, --max and --min")
     return Profile("pareto", alpha=alpha, max_count=max_count, min_count=min_count)
@@ -32,48 +32,62 @@ def _profile(alpha, max_count, min_count, counts) -> Profile | None:
 @click.command("make-splits")
 @click.option("--dataset", "dataset", default="embedded", show_default=True, help="Dataset to build (see 'oltr-bench datasets').")
 @click.option("--root", type=click.Path(path_type=Path), help="The dataset as you have it on disk.")
+@click.option("--official", type=click.Path(path_type=Path), help="imagenet/places: folder with the released <Prefix>_*.txt lists to import and verify instead of generating.")
+@click.option("--open-root", type=click.Path(path_type=Path), help="imagenet/places: the open-set images (ILSVRC-2010 val + devkit; Places-Extra69 test; or the <Prefix>_open/ folder shipped with the lists).")
+@click.option("--allow-missing", is_flag=True, help="Write the split even if some listed images are missing (they are counted in the manifest).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Parent folder of the split directory [default: oltr_work/splits].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
 @click.option("--name", help="folder: dataset name for the split directory [default: the root folder's name].")
 @click.option("--open-classes", type=int, help="folder: number of classes held out as the open set [default: a fifth].")
-@click.option("--alpha", type=float, help="folder: Pareto shape of the long-tailed profile.")
-@click.option("--max", "max_count", type=int, help="folder: training images of the largest class.")
-@click.option("--min", "min_count", type=int, help="folder: training images of the smallest class.")
-@click.option("--counts", help="folder: explicit per-class training counts, comma-separated (in sorted class order).")
-@click.option("--val-per-class", type=int, help="folder: validation images per class [default: 20].")
-@click.option("--test-per-class", type=int, help="folder: test images per class [default: 50].")
-@click.option("--open-per-class", type=int, help="folder: open-set images per held-out class [default: all].")
+@click.option("--alpha", type=float, help="Pareto shape of the long-tailed profile [imagenet 6, places 1.54].")
+@click.option("--max", "max_count", type=int, help="Training images of the largest class [imagenet 1280, places 4980].")
+@click.option("--min", "min_count", type=int, help="Training images of the smallest class [5].")
+@click.option("--counts", help="Explicit per-class training counts in label order: 'released' (imagenet/places), a file of integers, or 5,7,12,...")
+@click.option("--val-per-class", type=int, help="Validation images per class [imagenet/places/folder 20, ms1m 2].")
+@click.option("--test-per-class", type=int, help="folder/ms1m: test images per class [folder 50, ms1m 5].")
+@click.option("--open-per-class", type=int, help="folder/ms1m: open-set images per held-out class or identity [folder all, ms1m 5].")
+@click.option("--train-fraction", type=float, help="ms1m: expected share of all images kept for training [887,500/5,822,653 as in the paper].")
 @click.option("--workers", type=int, help="embedded: rendering processes [default: 2].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing split directory.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def make_splits_cmd(dataset, root, out, seed, name, open_classes, alpha, max_count, min_count, counts,
-                    val_per_class, test_per_class, open_per_class, workers, overwrite, no_progress) -> None:
+def make_splits_cmd(dataset, root, official, open_root, allow_missing, out, seed, name, open_classes, alpha, max_count,
+                    min_count, counts, val_per_class, test_per_class, open_per_class, train_fraction, workers,
+                    overwrite, no_progress) -> None:
     """Build train/val/test/open lists and a manifest for a dataset.
 
     With no --dataset it builds the embedded benchmark: 120 known and 24 open character classes
     rendered locally (no data, no network), long-tailed with the same Pareto split code as the
-    real benchmarks. Prints the split directory it wrote.
+    real benchmarks. Prints the split directory it wrote; 'oltr-bench datasets' says what each
+    dataset needs on disk.
 
     \b
     Examples:
       oltr-bench make-splits
+      oltr-bench make-splits --dataset imagenet --root /data/ILSVRC2012 --open-root /data/ILSVRC2010
+      oltr-bench make-splits --dataset imagenet --root /data/ILSVRC2012 --official data/ImageNet_LT
+      oltr-bench make-splits --dataset places --root /data/places365 --counts released
+      oltr-bench make-splits --dataset ms1m --root /data/faces_emore
       oltr-bench make-splits --dataset folder --root ~/data/flowers --open-classes 10 --alpha 6 --max 500 --min 5
     """
+    dataset = DATASETS.canonical(dataset)
     spec = DATASETS.get(dataset)()
-    profile = _profile(alpha, max_count, min_count, counts)
+    profile = _profile(alpha, max_count, min_count, counts, dataset, spec.default_profile)
     options = {
-        "root": root, "name": name, "open_classes": open_classes, "profile": profile,
+        "root": root, "official": official, "open_root": open_root, "allow_missing": allow_missing,
+        "name": name, "open_classes": open_classes, "profile": profile,
         "val_per_class": val_per_class, "test_per_class": test_per_class, "open_per_class": open_per_class,
-        "workers": workers,
+        "train_fraction": train_fraction, "workers": workers,
     }
     check_options(spec, options)
     split = spec.make_splits(
         out or splits_root(), seed=seed, overwrite=overwrite, progress=not no_progress,
-        **{k: v for k, v in options.items() if v is not None},
+        **{k: v for k, v in options.items() if v is not None and v is not False},
     )
     files = split.manifest["files"]
     counts_text = ", ".join(f"{k} {v['lines']:,}" for k, v in files.items())
-    click.echo(f"{split.dataset}: {split.num_classes} classes; {counts_text}; fingerprint {split.fingerprint[:16]}", err=True)
+    many, medium, few = shot_groups(split.train_counts)
+    click.echo(f"{split.dataset}: {split.num_classes:,} classes; {counts_text}; fingerprint {split.fingerprint[:16]}", err=True)
+    click.echo(f"train shape: {many}/{medium}/{few} classes with >100/20-100/<20 images", err=True)
     click.echo(str(split.path))
 
 

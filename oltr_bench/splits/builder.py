@@ -7,7 +7,8 @@ stream derived only from ``(seed, class name)``:
 * ``val_per_class`` validation images (balanced, disjoint from train and test),
 * the class's training images: the profile's count for the class.
 
-Which class gets which profile count is a seeded permutation of the classes. Open classes
+Which class gets which profile count is a seeded permutation of the classes (skipping classes too
+small for a count, see :func:`assign_counts`); explicit counts go in class order. Open classes
 contribute ``open_per_class`` images each (or all of them) to the open list with label -1.
 The result depends only on the inputs and the seed, never on the order the file system lists
 files in: file lists are sorted before sampling.
@@ -37,16 +38,39 @@ class BuiltSplit:
     class_counts: list[int]
 
 
-def assign_counts(classes: Sequence[str], profile: Profile, seed: int) -> dict[str, int]:
-    """Map each class to its training count: a seeded permutation of the profile's counts.
+def assign_counts(
+    classes: Sequence[str], profile: Profile, seed: int, capacity: Mapping[str, int] | None = None
+) -> dict[str, int]:
+    """Map each class to its training count.
 
     Explicit count profiles are taken in class order (so released counts are reproduced exactly).
+    Pareto counts go to the classes in a seeded random order; with ``capacity`` (the most training
+    images each class can give), each count, largest first, goes to the next class in that order
+    that can hold it. Without binding capacities this is exactly the plain seeded order, and it
+    finds an assignment whenever one exists (a class that can hold a count can hold every smaller
+    one).
     """
     counts = profile.class_counts(len(classes))
     if profile.kind == "counts":
         return dict(zip(classes, counts))
-    order = class_rng(seed, "class-order").permutation(len(classes))
-    return {classes[int(i)]: counts[rank] for rank, i in enumerate(order)}
+    order = [classes[int(i)] for i in class_rng(seed, "class-order").permutation(len(classes))]
+    if capacity is None:
+        return dict(zip(order, counts))
+    assigned: dict[str, int] = {}
+    free = order
+    for count in counts:
+        pick = next((i for i, name in enumerate(free) if capacity[name] >= count), None)
+        if pick is None:
+            able = sum(1 for name in classes if capacity[name] >= count)
+            need = sum(1 for c in counts if c >= count)
+            raise OltrError(
+                f"the profile needs {need} classes with at least {count} training images each (after the "
+                f"val/test images), but only {able} classes have that many; lower --max or use fewer "
+                "val/test images per class"
+            )
+        assigned[free[pick]] = count
+        free = free[:pick] + free[pick + 1 :]
+    return assigned
 
 
 def build_lt_split(
@@ -66,7 +90,20 @@ def build_lt_split(
     Labels are the positions of ``known_classes``. Raises :class:`OltrError` naming the class
     when a class has too few images for val + test + its training count.
     """
-    counts = assign_counts(list(known_classes), profile, seed)
+    sizes = {name: len(class_files.get(name, ())) for name in known_classes}
+    capacity = {name: n - val_per_class - test_per_class for name, n in sizes.items()}
+    if profile.kind == "pareto":
+        smallest = min(profile.class_counts(len(known_classes)))
+        short = [name for name in known_classes if capacity[name] < smallest]
+        if short:
+            name = short[0]
+            others = f" (and {len(short) - 1} more classes)" if len(short) > 1 else ""
+            raise OltrError(
+                f"class {name!r} in {source_name} has {sizes[name]} images; it needs at least "
+                f"{test_per_class + val_per_class + smallest} ({test_per_class} test + {val_per_class} val + "
+                f"the profile's minimum of {smallest} train){others}"
+            )
+    counts = assign_counts(list(known_classes), profile, seed, capacity)
     lists: dict[str, list[tuple[str, int]]] = {"train": [], "val": [], "test": []}
     for label, name in enumerate(known_classes):
         files = sorted(class_files.get(name, ()))

@@ -1,12 +1,12 @@
 """The datasets ``make-splits`` knows, registered in :data:`oltr_bench.registry.DATASETS`.
 
-Each dataset is a :class:`DatasetSpec` subclass that says what it needs on disk and turns the
-user's copy into a split directory (SPEC.md §1) with :func:`~oltr_bench.splits.format.write_split_dir`.
+Each dataset is a :class:`~oltr_bench.splits.spec.DatasetSpec` subclass that says what it needs on
+disk and turns the user's copy into a split directory (SPEC.md §1). The embedded benchmark and any
+image-folder dataset are defined here; ImageNet-LT, Places-LT and MS1M-LT have a module each.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,62 +14,12 @@ from oltr_bench.errors import OltrError
 from oltr_bench.registry import DATASETS
 from oltr_bench.splits import glyphs
 from oltr_bench.splits.builder import assign_counts, build_lt_split, class_rng
-from oltr_bench.splits.format import SplitDir, check_relative_path, write_split_dir
+from oltr_bench.splits.format import SplitDir, write_split_dir
 from oltr_bench.splits.profile import Profile
+from oltr_bench.splits.scan import scan_class_folders
+from oltr_bench.splits.spec import DatasetSpec, check_options, ensure_free, write_checked_split
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
-
-
-class DatasetSpec:
-    """Base class: a dataset ``make-splits`` can build (override :meth:`make_splits`).
-
-    ``name`` is the split directory name and config folder; ``needs`` tells the user what must
-    be on disk; ``options`` are the ``make-splits`` options the dataset accepts.
-    """
-
-    name: str = ""
-    needs: str = ""
-    options: frozenset[str] = frozenset()
-
-    def make_splits(self, out_root: Path, *, seed: int, overwrite: bool, progress: bool, **options: Any) -> SplitDir:
-        """Write the split directory ``out_root/<dataset name>`` and return it."""
-        raise NotImplementedError
-
-
-def check_options(spec: DatasetSpec, given: dict[str, Any]) -> None:
-    """Reject ``make-splits`` options the dataset does not use (instead of silently ignoring them)."""
-    unused = sorted(k for k, v in given.items() if v is not None and k not in spec.options)
-    if unused:
-        flags = ", ".join("--" + k.replace("_", "-") for k in unused)
-        accepted = ", ".join("--" + k.replace("_", "-") for k in sorted(spec.options)) or "none"
-        raise OltrError(f"dataset {spec.name!r} does not use {flags}; it accepts: {accepted}")
-
-
-def scan_class_folders(root: Path) -> dict[str, list[str]]:
-    """``{class folder name: [image paths relative to root, sorted]}`` for every subfolder of ``root``.
-
-    Images are found recursively inside each class folder; hidden files and non-image files are
-    skipped. Raises :class:`OltrError` for a missing root or a root without class folders.
-    """
-    if not root.is_dir():
-        raise OltrError(f"--root {root} does not exist or is not a directory; expected a folder with one subfolder per class")
-    classes: dict[str, list[str]] = {}
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if not entry.is_dir() or entry.name.startswith("."):
-            continue
-        files = []
-        for dirpath, dirnames, filenames in os.walk(entry.path):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            rel_dir = Path(dirpath).relative_to(root).as_posix()
-            for name in filenames:
-                if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
-                    rel = f"{rel_dir}/{name}"
-                    check_relative_path(rel, str(root))
-                    files.append(rel)
-        classes[entry.name] = sorted(files)
-    if not classes:
-        raise OltrError(f"--root {root} has no class subfolders; expected <root>/<class>/<image files>")
-    return classes
+__all__ = ["DatasetSpec", "check_options", "Embedded", "Folder"]
 
 
 @DATASETS.register("embedded")
@@ -88,6 +38,7 @@ class Embedded(DatasetSpec):
     open_per_class = 30
 
     def make_splits(self, out_root: Path, *, seed: int, overwrite: bool, progress: bool, workers: int | None = None, **_: Any) -> SplitDir:
+        ensure_free(out_root / self.name, overwrite)
         known, unknown = glyphs.choose_classes(self.num_known, self.num_open, seed)
         train_counts = assign_counts([glyphs.class_dir(c) for c in known], self.profile, seed)
         plan = {c: train_counts[glyphs.class_dir(c)] + self.val_per_class + self.test_per_class for c in known}
@@ -160,7 +111,9 @@ class Folder(DatasetSpec):
     ) -> SplitDir:
         if root is None:
             raise OltrError("dataset 'folder' needs --root DIR (a folder with one subfolder per class)")
-        class_files = scan_class_folders(Path(root))
+        dataset = name or Path(root).resolve().name.lower().replace("-", "_").replace(" ", "_") or "folder"
+        ensure_free(out_root / dataset, overwrite)
+        class_files = scan_class_folders(Path(root), progress=progress)
         names = sorted(class_files)
         n_open = len(names) // 5 if open_classes is None else open_classes
         if not 0 <= n_open < len(names):
@@ -183,7 +136,6 @@ class Folder(DatasetSpec):
             class_files, known, unknown, profile,
             val_per_class=val, test_per_class=test, open_per_class=open_per_class, seed=seed, source_name=str(root),
         )
-        dataset = name or Path(root).resolve().name.lower().replace("-", "_").replace(" ", "_") or "folder"
         source = {
             "kind": "generated",
             "generator": "folder",
@@ -194,7 +146,12 @@ class Folder(DatasetSpec):
             "open_per_class": open_per_class,
             "open_classes": unknown,
         }
-        return write_split_dir(
+        return write_checked_split(
             out_root / dataset, dataset=dataset, classes=known, lists=built.lists,
             roots={split: str(Path(root).resolve()) for split in built.lists}, source=source, overwrite=overwrite,
+            progress=progress,
         )
+
+
+# ImageNet-LT, Places-LT and MS1M-LT register themselves on import.
+from oltr_bench.splits import imagenet, ms1m, places  # noqa: E402,F401

@@ -1,70 +1,155 @@
 """Per-class training counts of a long-tailed split ("profiles").
 
-A profile is either explicit (a list of counts, e.g. the released ImageNet-LT counts, which
-reproduces them exactly) or ``pareto``: the expected order statistics of a Pareto (Lomax) sample
-with shape ``alpha``, mapped linearly onto ``[min, max]`` and rounded. For ``alpha=6``, 1000
-classes, 1280 down to 5 this gives ImageNet-LT's shape: a few hundred many-shot classes (> 100),
-about half medium (20-100) and about a sixth few-shot (< 20).
+A profile is either explicit (a list of counts in class order, e.g. the released ImageNet-LT or
+Places-LT counts, which are then reproduced exactly) or ``pareto``.
+
+The OLTR authors drew the class sizes of ImageNet-LT and Places-LT with numpy from a Pareto
+distribution and scaled them so that the largest class has ``max`` images (issue #38 of the OLTR
+repository; the generating script was never released, and one random draw differs a lot from the
+next). The ``pareto`` profile is the *expected* result of that procedure, so it is deterministic
+and reproduces the released shapes:
+
+    count_k = min + (max - min) * (m_k - m_1) / (m_n - m_1),   m_k = E[X_(k) / X_(n)]
+
+where X_(1) <= ... <= X_(n) are the order statistics of ``n`` independent Lomax(alpha) draws
+(``numpy.random.pareto``). ``m_k`` is computed by quadrature (see :func:`expected_ratios`).
+
+| profile | images | classes >100 / 20-100 / <20 |
+|---|---|---|
+| ImageNet-LT released | 115,846 | 385 / 479 / 136 |
+| pareto alpha=6, 1000 classes, 1280..5 | 112,711 | 377 / 476 / 147 |
+| Places-LT released | 62,500 | 131 / 163 / 71 |
+| pareto alpha=1.54, 365 classes, 4980..5 | 59,806 | 130 / 166 / 69 |
+| pareto alpha=1.34 (the author's value for the released draw) | 47,985 | 97 / 172 / 96 |
+| pareto alpha=6, 365 classes (the paper's "184.5K" draft) | 198,646 | 296 / 57 / 12 |
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from scipy.special import betaincinv, roots_legendre
 
 from oltr_bench.errors import OltrError
+
+# Quadrature sizes: doubling both changes no count of the profiles above (ratios move < 1e-5).
+_MAX_NODES = 200
+_RANK_NODES = 64
 
 
 @dataclass(frozen=True)
 class Profile:
-    """How many training images each known class gets, largest first."""
+    """How many training images each known class gets."""
 
     kind: str  # "pareto" or "counts"
     alpha: float = 6.0
     max_count: int = 1280
     min_count: int = 5
     counts: tuple[int, ...] = ()
+    name: str = ""  # where explicit counts came from (e.g. "released imagenet_lt"), for the manifest
 
     def to_dict(self) -> dict[str, Any]:
         if self.kind == "counts":
-            return {"kind": "counts", "counts": list(self.counts)}
+            out: dict[str, Any] = {"kind": "counts", "counts": list(self.counts)}
+            if self.name:
+                out["name"] = self.name
+            return out
         return {"kind": "pareto", "alpha": self.alpha, "max": self.max_count, "min": self.min_count}
 
     def class_counts(self, num_classes: int) -> list[int]:
-        """Counts sorted from largest to smallest (for ``counts`` profiles: in the given order)."""
+        """Pareto: counts from largest to smallest; explicit counts: as given (class order)."""
         if self.kind == "counts":
             if len(self.counts) != num_classes:
                 raise OltrError(f"the count profile has {len(self.counts)} entries but there are {num_classes} classes")
+            if any(c < 1 for c in self.counts):
+                raise OltrError("every entry of a count profile must be at least 1")
             return list(self.counts)
         return pareto_counts(num_classes, self.alpha, self.max_count, self.min_count)
 
 
+def expected_ratios(num_classes: int, alpha: float) -> np.ndarray:
+    """``E[X_(k) / X_(n)]`` for k = 1..n (ascending), X_i iid Lomax(alpha).
+
+    Given the largest draw's CDF value t, the other n-1 draws are iid uniform on (0, t) in CDF
+    space, so the k-th smallest is ``Q(t*B)`` with ``B ~ Beta(k, n-k)`` and the Lomax quantile
+    ``Q(p) = (1-p)^(-1/alpha) - 1``. The outer integral runs over ``v = t^n`` (uniform), the inner
+    one over the Beta quantile; both by Gauss-Legendre.
+    """
+    n = num_classes
+    xq, wq = roots_legendre(_RANK_NODES)
+    q, wq = (xq + 1) / 2, wq / 2
+    xt, wt = roots_legendre(_MAX_NODES)
+    v, wt = (xt + 1) / 2, wt / 2
+    ranks = np.arange(1, n)[:, None]
+    beta_q = betaincinv(ranks, n - ranks, q[None, :])  # (n-1, nodes)
+    ratios = np.zeros(n - 1)
+    for t, w in zip(v ** (1.0 / n), wt):
+        top = (1.0 - t) ** (-1.0 / alpha) - 1.0
+        ratios += w * (((1.0 - t * beta_q) ** (-1.0 / alpha) - 1.0) @ wq) / top
+    return np.append(ratios, 1.0)
+
+
 def pareto_counts(num_classes: int, alpha: float, max_count: int, min_count: int) -> list[int]:
-    """Expected order statistics of a Lomax(alpha) sample, rescaled to [min_count, max_count], descending."""
+    """Expected shape of ``num_classes`` Pareto(alpha) class sizes scaled onto [min_count, max_count], descending."""
+    return list(_pareto_counts(num_classes, float(alpha), max_count, min_count))
+
+
+@functools.lru_cache(maxsize=16)
+def _pareto_counts(num_classes: int, alpha: float, max_count: int, min_count: int) -> tuple[int, ...]:
     if num_classes < 1:
         raise OltrError("a profile needs at least one class")
     if not 0 < min_count <= max_count:
         raise OltrError(f"profile bounds must satisfy 0 < min <= max, found min={min_count}, max={max_count}")
-    if alpha <= 0:
+    if not alpha > 0:
         raise OltrError(f"Pareto alpha must be positive, found {alpha}")
     if num_classes == 1:
-        return [max_count]
-    u = (np.arange(num_classes) + 0.5) / num_classes
-    x = (1.0 - u) ** (-1.0 / alpha) - 1.0  # Lomax quantiles, ascending
-    scaled = min_count + (x - x[0]) / (x[-1] - x[0]) * (max_count - min_count)
-    return [int(v) for v in np.rint(scaled[::-1])]
+        return (max_count,)
+    m = expected_ratios(num_classes, alpha)
+    scaled = min_count + (m - m[0]) / (m[-1] - m[0]) * (max_count - min_count)
+    return tuple(int(v) for v in np.rint(scaled[::-1]))
 
 
-def parse_profile(spec: Sequence[int] | dict[str, Any] | None, default: Profile) -> Profile:
-    if spec is None:
-        return default
-    if isinstance(spec, dict):
-        return Profile(
-            "pareto",
-            alpha=float(spec.get("alpha", default.alpha)),
-            max_count=int(spec.get("max", default.max_count)),
-            min_count=int(spec.get("min", default.min_count)),
-        )
-    return Profile("counts", counts=tuple(int(c) for c in spec))
+def shot_groups(counts: Sequence[int]) -> tuple[int, int, int]:
+    """Classes with > 100, 20..100 and < 20 training images (the paper's thresholds; for messages)."""
+    n = np.asarray(counts)
+    return int((n > 100).sum()), int(((n >= 20) & (n <= 100)).sum()), int((n < 20).sum())
+
+
+def released_counts(dataset: str) -> list[int]:
+    """Per-class train counts of the released ImageNet-LT or Places-LT lists, in label order."""
+    table = json.loads(resources.files("oltr_bench.splits_data").joinpath("released_counts.json").read_text("utf-8"))
+    if dataset not in table["counts"]:
+        raise OltrError(f"no released counts for {dataset!r}; known: {', '.join(sorted(table['counts']))}")
+    return list(table["counts"][dataset])
+
+
+def read_counts(spec: str, dataset: str | None = None) -> Profile:
+    """A count profile from ``--counts``: ``released``, a file of integers, or ``5,7,12,...``."""
+    if spec == "released":
+        if dataset is None:
+            raise OltrError("--counts released is only known for imagenet_lt and places_lt")
+        return Profile("counts", counts=tuple(released_counts(dataset)), name=f"released {dataset}")
+    path = Path(spec)
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        try:
+            values = json.loads(text) if text.lstrip().startswith("[") else text.replace(",", " ").split()
+            counts = tuple(int(v) for v in values)
+        except (ValueError, TypeError):
+            raise OltrError(f"--counts {path}: expected a JSON list or whitespace/comma-separated integers") from None
+        return Profile("counts", counts=counts, name=str(path))
+    try:
+        counts = tuple(int(c) for c in spec.replace(",", " ").split())
+    except ValueError:
+        raise OltrError(
+            f"--counts {spec!r}: expected 'released', a file of integers, or comma-separated integers"
+        ) from None
+    if not counts:
+        raise OltrError("--counts is empty")
+    return Profile("counts", counts=counts)

@@ -1,0 +1,61 @@
+"""The interface of a dataset ``make-splits`` can build, option checking, and the checked final write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from oltr_bench.errors import OltrError
+from oltr_bench.splits.format import SplitDir, write_split_dir
+from oltr_bench.splits.profile import Profile
+from oltr_bench.splits.scan import require_readable
+
+
+class DatasetSpec:
+    """Base class: a dataset ``make-splits`` can build (override :meth:`make_splits`).
+
+    ``name`` is the split directory name and config folder; ``needs`` tells the user what must
+    be on disk; ``options`` are the ``make-splits`` options the dataset accepts.
+    """
+
+    name: str = ""
+    needs: str = ""
+    options: frozenset[str] = frozenset()
+    # The Pareto profile the protocol prescribes, if any (fills in a partly given --alpha/--max/--min).
+    default_profile: Profile | None = None
+
+    def make_splits(self, out_root: Path, *, seed: int, overwrite: bool, progress: bool, **options: Any) -> SplitDir:
+        """Write the split directory ``out_root/<dataset name>`` and return it."""
+        raise NotImplementedError
+
+
+def check_options(spec: DatasetSpec, given: dict[str, Any]) -> None:
+    """Reject ``make-splits`` options the dataset does not use (instead of silently ignoring them)."""
+    unused = sorted(k for k, v in given.items() if v is not None and v is not False and k not in spec.options)
+    if unused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unused)
+        accepted = ", ".join("--" + k.replace("_", "-") for k in sorted(spec.options)) or "none"
+        raise OltrError(f"dataset {spec.name!r} does not use {flags}; it accepts: {accepted}")
+
+
+def ensure_free(out_dir: Path, overwrite: bool) -> None:
+    """Fail before any slow work when the split directory exists and may not be replaced."""
+    if out_dir.exists() and not overwrite:
+        raise OltrError(f"{out_dir} already exists; pass --overwrite to replace it or choose another --out")
+
+
+def write_checked_split(
+    out_dir: Path,
+    *,
+    dataset: str,
+    classes: Sequence[str],
+    lists: dict[str, Sequence[tuple[str, int]]],
+    roots: dict[str, str],
+    source: dict[str, Any],
+    overwrite: bool,
+    progress: bool,
+) -> SplitDir:
+    """Check that every listed image is a readable file under its root, then write the split directory."""
+    for split, entries in lists.items():
+        require_readable(Path(roots[split]), [path for path, _ in entries], f"{split} images", progress=progress)
+    return write_split_dir(out_dir, dataset=dataset, classes=classes, lists=lists, roots=roots, source=source, overwrite=overwrite)
