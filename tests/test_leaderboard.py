@@ -108,11 +108,18 @@ def test_verified_needs_evidence_for_the_canonical_split(monkeypatch):
     entry = {**GOOD, "source": "reproduced", "verified": True}
     assert "verification: missing, expected the evidence 'oltr-bench leaderboard add' writes with verified: true" in lb.entry_errors(entry)
     entry["verification"] = {"split_fingerprint": "a" * 64, "predictions_sha256": "b" * 64, "evaluated_by": "oltr-bench 0.1.0"}
+    monkeypatch.setattr(lb, "canonical_fingerprint", lambda dataset: None)
     assert any("oltr-bench knows no canonical split fingerprint for dataset 'imagenet_lt'" in e for e in lb.entry_errors(entry))
     monkeypatch.setattr(lb, "canonical_fingerprint", lambda dataset: "c" * 64)
     assert any(e.startswith("verification.split_fingerprint: found \"aaaa") for e in lb.entry_errors(entry))
     entry["verification"]["split_fingerprint"] = "c" * 64
     assert lb.entry_errors(entry) == []
+
+
+def test_shipped_canonical_fingerprints_are_the_released_lists():
+    # sha256 of the fingerprint text of the four released OLTR-dialect lists (SPEC.md §1).
+    assert lb.canonical_fingerprint("places_lt").startswith("3e7477a0")
+    assert len(lb.canonical_fingerprint("imagenet_lt")) == 64
 
 
 def test_canonical_fingerprint_is_read_from_the_shipped_splits_folder(tmp_path, monkeypatch):
