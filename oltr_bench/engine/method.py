@@ -12,8 +12,10 @@ Lifecycle (called by the engine, in order)::
 
     m = Method(cfg, info)
     model = m.build_model(backbone)          # nn.Module, device-agnostic (no .cuda())
+    state = m.adapt_init_state(stage1_state) # stage 2 only: rename/drop keys, then copy those that exist
     m.on_train_start(ctx)                    # e.g. initialise centroids from class means
-    for each step: loss, parts = m.loss(outputs, targets, model)
+    for each epoch: m.on_epoch_start(epoch)  # 0-based; e.g. LDAM-DRW switches its class weights
+        for each step: loss, parts = m.loss(outputs, targets, model)
     m.fit(ctx)                               # post-hoc fitting after training (OpenMax, tau choice)
     m.predict(outputs) -> {"logits"|"probs", optional "pred", "known_score"}
 """
@@ -131,12 +133,25 @@ class Method:
         """Optimisers for state with its own update rule (e.g. DME's centroids); stepped with the main one."""
         return []
 
+    def adapt_init_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The stage-1 checkpoint (``model.state_dict()`` keys) as this method wants it copied.
+
+        Stage 2 only. The engine calls this on the ``init_from`` run's state dict and then copies
+        every returned key that exists in this method's model. The default copies everything;
+        a method renames keys (DME's hallucinator starts from ``head.fc.*``) or drops them
+        (cRT re-initialises its classifier).
+        """
+        return state
+
     def load_stage1(self, model: MethodModel, state: dict[str, torch.Tensor]) -> list[str]:
         """Initialise a stage-2 model from the stage-1 checkpoint's model state; return the keys copied."""
         return copy_matching(model, state)
 
     def on_train_start(self, ctx: EngineContext) -> None:
         """Hook before the first training step (``ctx`` is the engine's context)."""
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Hook at the start of every training epoch (``epoch`` counts from 0)."""
 
     def fit(self, ctx: EngineContext) -> None:
         """Post-hoc fitting after training, on train/val data only (never test)."""
