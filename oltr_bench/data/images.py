@@ -7,7 +7,8 @@ needs:
 
 - :meth:`RawImage.pil`: PIL, converted to RGB, as the official OLTR loader does (parity);
 - :meth:`RawImage.tensor`: a uint8 CHW tensor, with libjpeg-turbo through
-  ``torchvision.io.decode_jpeg`` for JPEGs (about 1.3x PIL's decode) and PIL otherwise;
+  ``torchvision.io.decode_jpeg`` for JPEGs (about 1.3x PIL's decode) and PIL otherwise (also
+  where a future torchvision drops its deprecated codecs);
 - :meth:`RawImage.reduced_pil`: PIL with ``draft()``, which lets libjpeg scale a JPEG by
   1/2, 1/4 or 1/8 while decoding (its DCT-domain scaling) when the region the transform keeps
   is still large enough at that scale.
@@ -98,11 +99,29 @@ class RawImage:
         """The image as a uint8 [3, H, W] tensor (a view of the array for cached images)."""
         if self.array is not None:
             return torch.from_numpy(self.array).permute(2, 0, 1)
-        if self.is_jpeg:
-            from torchvision.io import ImageReadMode, decode_jpeg
-
+        if self.is_jpeg and decode_jpeg is not None:
             try:
-                return decode_jpeg(torch.frombuffer(bytearray(self.data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+                return decode_jpeg(torch.frombuffer(bytearray(self.data), dtype=torch.uint8))
             except RuntimeError:
                 pass  # a JPEG variant libjpeg-turbo's torchvision build rejects: let PIL decide
-        return torch.from_numpy(np.asarray(self.pil())).permute(2, 0, 1)
+        return torch.from_numpy(np.array(self.pil())).permute(2, 0, 1)
+
+
+def _torchvision_decode_jpeg():
+    """``torchvision.io.decode_jpeg`` (RGB output), or None where this torchvision no longer has it."""
+    try:
+        from torchvision.io import ImageReadMode
+        from torchvision.io import decode_jpeg as tv_decode
+    except ImportError:
+        return None
+
+    def decode(data, device="cpu"):
+        with warnings.catch_warnings():
+            # torchvision 0.29 deprecates its image codecs in favour of TorchCodec; they still work.
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            return tv_decode(data, mode=ImageReadMode.RGB, device=device)
+
+    return decode
+
+
+decode_jpeg = _torchvision_decode_jpeg()

@@ -35,7 +35,7 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
-from oltr_bench.data.images import RawImage, UndecodableItems
+from oltr_bench.data.images import RawImage, UndecodableItems, decode_jpeg
 from oltr_bench.errors import OltrError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -144,6 +144,8 @@ class FastPipeline(Pipeline):
         self.decode_on_device = data_cfg["decode"] == "device"
         if data_cfg["decode"] not in ("cpu", "device"):
             raise OltrError(f"data.decode {data_cfg['decode']!r} is not known; expected 'cpu' or 'device'")
+        if self.decode_on_device and decode_jpeg is None:
+            raise OltrError("data.decode=device needs torchvision.io.decode_jpeg, which this torchvision does not have; use data.decode=cpu")
 
     @property
     def stacks(self) -> bool:
@@ -179,7 +181,7 @@ class FastPipeline(Pipeline):
             img = img.resize((self.size, self.size), Image.BILINEAR, box=(left * sx, top * sy, (left + w) * sx, (top + h) * sy))
             if flip:
                 img = img.transpose(Image.FLIP_LEFT_RIGHT)
-            return torch.from_numpy(np.asarray(img)).permute(2, 0, 1).contiguous()
+            return torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()
         x = image.tensor()
         return crop_resize(x, box, self.size, flip)
 
@@ -195,16 +197,14 @@ class FastPipeline(Pipeline):
 
     def _decode_batch(self, items: list[torch.Tensor], aux: list[torch.Tensor], device: torch.device):
         """Batched JPEG decode on ``device``; encoded items carry their crop in ``aux``."""
-        from torchvision.io import ImageReadMode, decode_jpeg
-
         encoded = [i for i, item in enumerate(items) if item.dim() == 1]
         try:
-            decoded = decode_jpeg([items[i] for i in encoded], mode=ImageReadMode.RGB, device=device) if encoded else []
+            decoded = decode_jpeg([items[i] for i in encoded], device=device) if encoded else []
         except RuntimeError as batch_error:
             bad = []
             for i in encoded:
                 try:
-                    decode_jpeg(items[i], mode=ImageReadMode.RGB, device=device)
+                    decode_jpeg(items[i], device=device)
                 except RuntimeError as exc:
                     bad.append((i, f"cannot be decoded ({exc})"))
             if not bad:
