@@ -157,6 +157,16 @@ def test_normalisation_constants_are_imagenets():
     torch.testing.assert_close(out[0, :, 0, 0], torch.tensor(expected))
 
 
+def test_jpeg_size_reads_the_frame_header():
+    from oltr_bench.data.images import jpeg_size
+
+    for kwargs in ({}, {"progressive": True}, {"exif": Image.Exif().tobytes()}, {"subsampling": 2, "quality": 50}):
+        buf = io.BytesIO()
+        Image.new("RGB", (123, 45), (9, 99, 199)).save(buf, "JPEG", **kwargs)
+        assert jpeg_size(buf.getvalue()) == (123, 45), kwargs
+    assert jpeg_size(b"\xff\xd8\x00garbage") is None
+
+
 # -- readers and unreadable images -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):

@@ -41,6 +41,31 @@ class UnreadableImage(OltrError):
         self.reason = reason
 
 
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers (not DHT, JPG, DAC)
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header, or None if the markers cannot be followed."""
+    pos, n = 2, len(data)
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if 0xD0 <= marker <= 0xD9 or marker == 0x01:  # markers without a length
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker in _SOF_MARKERS:
+            if pos + 9 > n:
+                return None
+            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
+        pos += 2 + length
+    return None
+
+
 class UndecodableItems(Exception):
     """Items of a batch that a batched device decode rejected: ``[(position in batch, reason)]``."""
 
@@ -72,6 +97,10 @@ class RawImage:
         """(width, height) without decoding the pixels."""
         if self.array is not None:
             return self.array.shape[1], self.array.shape[0]
+        if self.is_jpeg:
+            size = jpeg_size(self.data)
+            if size is not None:
+                return size
         return self._open().size
 
     def pil(self) -> Image.Image:

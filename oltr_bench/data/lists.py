@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 
 from oltr_bench.data.images import RawImage, UnreadableImage
-from oltr_bench.data.transforms import Pipeline
+from oltr_bench.data.transforms import Pipeline, stack_images
 from oltr_bench.errors import OltrError
 from oltr_bench.splits.format import SplitDir
 
@@ -159,7 +159,7 @@ def collate(samples: list) -> Batch:
     xs, ys, idx, aux = zip(*kept)
     same = all(x.shape == xs[0].shape for x in xs) and all(a.shape == aux[0].shape for a in aux)
     return Batch(
-        torch.stack(xs) if same else list(xs),
+        stack_images(list(xs)) if same else list(xs),
         torch.tensor(ys, dtype=torch.long),
         torch.tensor(idx, dtype=torch.long),
         torch.stack(aux) if same else list(aux),

@@ -181,7 +181,7 @@ class FastPipeline(Pipeline):
             img = img.resize((self.size, self.size), Image.BILINEAR, box=(left * sx, top * sy, (left + w) * sx, (top + h) * sy))
             if flip:
                 img = img.transpose(Image.FLIP_LEFT_RIGHT)
-            return torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()
+            return torch.from_numpy(np.array(img)).permute(2, 0, 1)
         x = image.tensor()
         return crop_resize(x, box, self.size, flip)
 
@@ -215,38 +215,53 @@ class FastPipeline(Pipeline):
             a = aux[i].tolist()
             out[i] = crop_resize(img, a[:4], self.size, bool(a[4]))
             jitter[i] = torch.tensor(a[5:], dtype=torch.float32)
-        return torch.stack([o.to(device) for o in out]), torch.stack(jitter) if self.train else NO_AUX
+        return stack_images([o.to(device) for o in out]), torch.stack(jitter) if self.train else NO_AUX
 
 
 def crop_resize(x: torch.Tensor, box, size: int, flip: bool) -> torch.Tensor:
-    """Crop ``box`` = (top, left, h, w) of a [3, H, W] uint8 image and resize it to size x size (antialiased bilinear)."""
+    """Crop ``box`` = (top, left, h, w) of a [3, H, W] uint8 image and resize it to size x size (antialiased bilinear).
+
+    The result keeps the channels-last (HWC) layout of decoded images: torch's fast uint8
+    kernel works in it, batches stack from it with plain copies, and the model wants it.
+    """
     top, left, h, w = (int(round(v)) for v in box)
     crop = x[:, top:top + h, left:left + w].unsqueeze(0)
     if crop.device.type == "cpu":
-        crop = crop.contiguous(memory_format=torch.channels_last)  # the fast uint8 kernel
+        crop = crop.contiguous(memory_format=torch.channels_last)
         out = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     else:
         out = F.interpolate(crop.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out = out.round_().clamp_(0, 255).to(torch.uint8)
-    out = out[0].contiguous()
-    return out.flip(-1) if flip else out
+        out = out.round_().clamp_(0, 255).to(torch.uint8).contiguous(memory_format=torch.channels_last)
+    return out[0].flip(-1) if flip else out[0]
+
+
+def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
+    """Stack [3, H, W] images into a batch, as channels-last when they are laid out HWC (no transposing copies)."""
+    if all(x.dim() == 3 and x.stride(0) == 1 for x in images):
+        return torch.stack([x.permute(1, 2, 0) for x in images]).permute(0, 3, 1, 2)
+    return torch.stack(images)
 
 
 def color_jitter(x: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
     """ColorJitter(0.4, 0.4, 0.4, 0) on a float batch in [0, 1] with per-sample factors and order.
 
     ``aux[:, :3]`` = brightness, contrast, saturation factors; ``aux[:, 3:6]`` = the op order
-    (0 brightness, 1 contrast, 2 saturation). Same formulas as torchvision's tensor ops.
+    (0 brightness, 1 contrast, 2 saturation). torchvision's tensor formulas, each clamped to
+    [0, 1]: brightness ``b·x``, contrast ``c·x + (1-c)·mean(gray(x))``, saturation
+    ``s·x + (1-s)·gray(x)``. All three are ``α·x + β·gray(x) + γ·mean(gray(x))``, so every
+    sample takes its own op at each position in one pass over the batch.
     """
-    b, c, s = (aux[:, i].view(-1, 1, 1, 1).to(x.dtype) for i in range(3))
     w = torch.tensor(GRAY_WEIGHTS, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     for k in range(3):
-        op = aux[:, 3 + k].view(-1, 1, 1, 1)
+        op = aux[:, 3 + k].round().long()
+        factor = aux.gather(1, op.view(-1, 1)).view(-1).to(x.dtype)
+        one = torch.ones_like(factor)
+        alpha = factor
+        beta = torch.where(op == 2, one - factor, torch.zeros_like(factor))
+        gamma = torch.where(op == 1, one - factor, torch.zeros_like(factor))
         gray = (x * w).sum(1, keepdim=True)
-        bright = x * b
-        contrast = c * x + (1 - c) * gray.mean((2, 3), keepdim=True)
-        saturated = s * x + (1 - s) * gray
-        x = torch.where(op == 0, bright, torch.where(op == 1, contrast, saturated)).clamp_(0, 1)
+        shift = beta.view(-1, 1, 1, 1) * gray + gamma.view(-1, 1, 1, 1) * gray.mean((2, 3), keepdim=True)
+        x = torch.addcmul(shift, alpha.view(-1, 1, 1, 1), x).clamp_(0, 1)
     return x
 
 
