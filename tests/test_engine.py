@@ -149,6 +149,29 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tiny, tmp_path, monkey
     assert run(tiny, tmp_path / "b", "plain", *extra, resume=True) == resumed
 
 
+def test_resume_of_a_run_that_crashed_in_its_first_epoch_starts_over(tiny, tmp_path, monkeypatch):
+    straight = run(tiny, tmp_path / "a", "plain", "train.epochs=2")
+    plain_cls, calls = METHODS.get("plain"), []
+
+    def crash_on_third_step(self, outputs, targets, model):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("simulated crash")
+        return Method.loss(self, outputs, targets, model)
+
+    monkeypatch.setattr(plain_cls, "loss", crash_on_third_step, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny, tmp_path / "b", "plain", "train.epochs=2")
+    monkeypatch.undo()
+    (crashed,) = (tmp_path / "b" / "tiny" / "plain").iterdir()
+    assert len(records(crashed, "step")) == 2 and not (crashed / "checkpoints" / "last.pt").exists()
+    resumed = run(tiny, tmp_path / "b", "plain", "train.epochs=2", resume=True)
+    assert resumed == crashed
+    assert [r["loss"] for r in records(resumed, "step")] == [r["loss"] for r in records(straight, "step")]
+    a, b = (checkpoint.load(d / "checkpoints" / "last.pt")["model"] for d in (straight, resumed))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_non_finite_loss_fails_the_run_cleanly(tiny, tmp_path):
     with pytest.raises(OltrError, match="loss became non-finite"):
         run(tiny, tmp_path, "plain", "train.lr.features=1e30", "train.lr.classifier=1e30")
@@ -236,3 +259,34 @@ def test_feature_cache_map_level_when_only_fc_add_trains(tiny, tmp_path):
         assert np.load(Path(cache["path"]) / "train.npy").shape == (quick_train, 16, 8, 8)
     finally:
         METHODS._items.pop("_fcadd")
+
+
+def test_cli_flags_reach_the_engine(tiny, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from oltr_bench.cli import main
+
+    monkeypatch.setenv("OLTR_BENCH_HOME", str(tmp_path))
+    sets = [arg for item in (*TINY, "train.reference_batch_size=4") for arg in ("--set", item)]
+    result = CliRunner().invoke(main, ["run", "--method", "plain", "--splits", str(tiny.path), "--quick", "--no-progress",
+                                       "--no-lr-scaling", *sets], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    run_dir = Path(result.output.strip().splitlines()[-1])
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["lr_scaling"] is False and manifest["lr_scale_factor"] == 1.0
+    assert "warning: learning rates kept" in result.output
+
+    bad = CliRunner().invoke(main, ["run", "--method", "plain", "--splits", str(tiny.path), "--quick", "--device", "cuda", *sets])
+    if not torch.cuda.is_available():
+        assert bad.exit_code == 2 and "torch sees no CUDA GPU" in bad.output
+
+
+def test_tensorboard_logging_or_a_clear_error(tiny, tmp_path):
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(OltrError, match="needs the tensorboard package: pip install tensorboard"):
+            run(tiny, tmp_path, "plain", "log.tensorboard=true", quick=True)
+    else:
+        run_dir = run(tiny, tmp_path, "plain", "log.tensorboard=true", quick=True)
+        assert any((run_dir / "tensorboard").iterdir())

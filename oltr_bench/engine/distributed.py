@@ -7,7 +7,7 @@ sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; :func:`setup` then joins the p
 
 Collectives used by the engine: :func:`gather_rows` (every rank gets the rows of the whole
 split, in order), :func:`all_mean`, :func:`broadcast_state` (module parameters and buffers
-from rank 0) and :func:`broadcast_object`.
+from rank 0), :func:`broadcast_object` and :func:`all_gather_object`.
 
 BatchNorm statistics: with ``train.sync_bn`` (default) the statistics of a training batch are
 computed over the whole global batch, so a run's result does not depend on the number of
@@ -141,6 +141,15 @@ def broadcast_object(d: Dist, obj: Any) -> Any:
     return box[0]
 
 
+def all_gather_object(d: Dist, obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order, on every rank (pickled)."""
+    if not d.enabled:
+        return [obj]
+    out: list[Any] = [None] * d.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def broadcast_state(d: Dist, module: nn.Module) -> None:
     """Overwrite every parameter and buffer with rank 0's values."""
     if not d.enabled:
@@ -152,19 +161,6 @@ def broadcast_state(d: Dist, module: nn.Module) -> None:
             dist.broadcast(buf, src=0)
             if buf is not tensor:
                 tensor.copy_(buf)
-
-
-def broadcast_tensor_dict(d: Dist, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rank 0's tensors (same keys, shapes and dtypes on every rank) on every rank, on the CPU."""
-    if not d.enabled:
-        return tensors
-    dev = _comm_device(d)
-    out = {}
-    for key, value in tensors.items():
-        buf = value.to(dev).contiguous()
-        dist.broadcast(buf, src=0)
-        out[key] = buf.cpu()
-    return out
 
 
 # -- BatchNorm over the global batch ---------------------------------------------------------

@@ -482,6 +482,8 @@ class Engine:
         last = self.run_dir / "checkpoints" / "last.pt"
         resume_state = checkpoint.load(last) if self.resume and last.is_file() else None
         if resume_state is None:
+            if self.resume and self.dist.is_main:
+                rundir.truncate_log(self.run_dir / "train_log.jsonl", 0)  # crashed during its first epoch: start over
             with self.phase("train_start_hook"):
                 self.method.on_train_start(self)
             self._sync_method_state()
@@ -695,6 +697,8 @@ class Engine:
             with self.phase("predict"):
                 val_preds = self.predict("val")
                 test_preds = self.predict("test")
+            for paths in distributed.all_gather_object(self.dist, sorted(self.skipped)):
+                self.skipped.update(paths)  # every rank's unreadable images, for the manifest and `partial`
             results = None
             if main:
                 self.save_predictions("val", val_preds)
