@@ -290,3 +290,29 @@ def test_tensorboard_logging_or_a_clear_error(tiny, tmp_path):
     else:
         run_dir = run(tiny, tmp_path, "plain", "log.tensorboard=true", quick=True)
         assert any((run_dir / "tensorboard").iterdir())
+
+
+@pytest.mark.parametrize("dataset, n_train, steps", [("imagenet_lt", 115_846, 905), ("places_lt", 62_500, 488)])
+def test_official_stage1_mechanics(tmp_path, dataset, n_train, steps):
+    """What `run --method plain --dataset imagenet_lt` trains (research/oltr.md §3.2-3.3), without images."""
+    from oltr_bench.config import resolve_config
+    from oltr_bench.engine.trainer import Engine
+    from oltr_bench.splits.format import SplitDir
+
+    classes = 1000 if dataset == "imagenet_lt" else 365
+    train = [(f"x/{i}.jpg", i % classes) for i in range(n_train)]
+    split = SplitDir(tmp_path, {"dataset": dataset, "num_classes": classes, "train_counts": [n_train // classes] * classes,
+                                "fingerprint": "f", "files": {}, "roots": {}}, {"train": train})
+    cfg = resolve_config("plain", dataset, {})
+    engine = Engine(cfg, split, tmp_path, progress=False)
+    assert engine.plan() == {"epochs": 30, "steps_per_epoch": steps, "batch_size": 128, "per_process_batch": 128}
+    assert engine.sampler_kind == "instance" and cfg["data"]["pipeline"] == "parity"
+    assert engine.amp_dtype is None  # fp32 on the CPU; bf16 autocast on CUDA
+    lr, factor = engine.effective_lr(128)
+    assert factor == 1.0 and lr == ({"features": 0.1, "classifier": 0.1} if dataset == "imagenet_lt" else {"features": 0.001, "classifier": 0.1})
+    (sgd,), (sched,) = engine._optimizers(lr, factor)
+    assert [g["lr"] for g in sgd.param_groups] == [lr["features"], lr["classifier"]]
+    assert all(g["momentum"] == 0.9 and g["weight_decay"] == 5e-4 for g in sgd.param_groups)
+    assert (sched.step_size, sched.gamma) == (10, 0.1)
+    backbone = engine.model.backbone
+    assert backbone.feat_dim == 512 and (backbone.fc_add is None) == (dataset == "imagenet_lt")  # Places: 2048 -> 512 fc_add
