@@ -3,8 +3,8 @@
 ``checkpoints/last.pt`` (after every epoch) holds the model, the method's own state, every
 optimiser and scheduler, the sampler stream, the random-number generators (torch CPU and
 CUDA, numpy, Python), the best-epoch record and the epoch count. ``checkpoints/best.pt`` holds
-the model and method state of the best validation epoch (what stage 2 and the final
-evaluation load). A file is written to a temporary sibling and renamed, so a crash leaves the
+the model and method state of the best validation epoch, rewritten at the end of the run with
+the state ``Method.fit`` produced (what stage 2 and the final evaluation use). A file is written to a temporary sibling and renamed, so a crash leaves the
 previous checkpoint intact, never half of a new one.
 """
 

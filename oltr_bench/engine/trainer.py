@@ -681,9 +681,11 @@ class Engine:
             self._open_tensorboard()
             with self.phase("init"):
                 manifest["stage1_keys_copied"] = len(self.init_from_stage1())
+            best_info: dict[str, Any] = {"epoch": 0}
             if self.method.trains:
                 manifest["training"] = self.train(plan, lr, factor)
-                self._load_model_state(self.run_dir / "checkpoints" / "best.pt")
+                best = self._load_model_state(self.run_dir / "checkpoints" / "best.pt")
+                best_info = {"epoch": best["epoch"], "val_top1": best["val_top1"]}
             elif self.stage1_dir is None:
                 raise OltrError(f"method {cfg['method']!r} trains nothing and needs a stage-1 run to start from")
             else:
@@ -692,8 +694,7 @@ class Engine:
             with self.phase("fit"):
                 self.method.fit(self)
             self._sync_method_state()
-            if not self.method.trains:
-                self._save_checkpoint("best.pt", {"epoch": 0})
+            self._save_checkpoint("best.pt", best_info)  # the final model, with the state fit() produced
             with self.phase("predict"):
                 val_preds = self.predict("val")
                 test_preds = self.predict("test")
