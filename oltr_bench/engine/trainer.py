@@ -131,6 +131,8 @@ class Engine:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.amp_dtype = self._precision(train["precision"])
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
         self.sampler_kind = cfg["data"]["sampler"] or self.method.sampler
         self._subsets = self._quick_subsets() if quick else {}
         self._datasets: dict[tuple[str, bool], ListDataset] = {}
