@@ -145,7 +145,8 @@ def dme_step(device: torch.device, size: int, batch: int, steps: int) -> float |
         print("SKIPPED dme step: method 'dme' is not registered in this checkout (baselines/dme.py)")
         return None
     cls = METHODS.get("dme")
-    cfg = resolve_config("dme", "imagenet_lt", cls.defaults, [f"model.input_size={size}"])
+    # OLTR's ImageNet-LT stage 2: ResNet-10 from the plain run, DME's own attention and 512 -> 512 fc_add.
+    cfg = resolve_config("dme", "imagenet_lt", cls.defaults, ["model.backbone=resnet10", f"model.input_size={size}", "model.feat_dim=null"])
     counts = tuple(max(5, int(1280 * 0.995 ** c)) for c in range(1000))
     torch.manual_seed(0)
     backbone = build_backbone(cfg["model"])

@@ -5,7 +5,7 @@ trainable part trains and evaluates on them, so an epoch costs a head update ins
 backbone forward pass and the image decoding. What is cached depends on what still trains:
 
 - ``features``: no backbone parameter trains -> the feature vectors;
-- ``map``: only ``attention``/``fc_add`` train (OLTR's Places-LT stage 2) -> the body's last map.
+- ``map``: only the backbone's ``fc_add`` trains on a frozen body -> the body's last map.
 
 Protocol difference, recorded in the run manifest (:data:`BATCHNORM_NOTE`): cached outputs are
 computed with the backbone in eval mode (BatchNorm running statistics) and the evaluation

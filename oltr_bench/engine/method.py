@@ -85,7 +85,7 @@ class MethodModel(nn.Module):
         if start == "images":
             features = self.backbone(x)
         elif start == "map":
-            features = self.backbone.from_map(x)
+            features = self.backbone.pool(x)
         elif start == "features":
             features = x
         else:
@@ -117,7 +117,8 @@ class Method:
     - ``sampler``: ``"instance"`` or ``"class_aware"`` (the config may override it).
     - ``frozen_backbone``: the backbone is not trained (``param_groups`` leaves it out), so the
       engine may train the head on cached features: the feature vectors when no backbone
-      parameter trains, the body's last map when only ``attention``/``fc_add`` train.
+      parameter trains, the body's last map when only the backbone's ``fc_add`` trains. (Only
+      for models that keep :class:`MethodModel`'s ``forward``.)
     - ``trains``: False for purely post-hoc methods (nothing is optimised; ``fit`` does the work).
     """
 
@@ -177,7 +178,7 @@ class Method:
 
     def load_stage1(self, model: MethodModel, state: dict[str, torch.Tensor]) -> list[str]:
         """Initialise a stage-2 model from the stage-1 checkpoint's model state; return the keys copied."""
-        return copy_matching(model, state)
+        return copy_matching(model, self.adapt_init_state(state))
 
     def on_train_start(self, ctx: EngineContext) -> None:
         """Hook before the first training step (``ctx`` is the engine's context)."""

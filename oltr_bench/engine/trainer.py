@@ -295,8 +295,10 @@ class Engine:
         if not self.method.frozen_backbone:
             return
         level = cache_level(self.model)
-        if not self.cfg["train"]["feature_cache"] or level is None:
-            reason = "train.feature_cache is false" if level else "backbone body parameters train"
+        own_forward = type(self.model).forward is not MethodModel.forward
+        if not self.cfg["train"]["feature_cache"] or level is None or own_forward:
+            reason = ("the method's model has its own forward" if own_forward else
+                      "train.feature_cache is false" if level else "backbone body parameters train")
             self.feature_cache_info = {"used": False, "reason": reason,
                                        "batchnorm": "train mode for the frozen backbone, as the official code"}
             return
@@ -322,7 +324,7 @@ class Engine:
             self.model.eval()
             bs = int(self.cfg["eval"]["batch_size"])
             batches = [[(i, 0) for i in mine[s:s + bs]] for s in range(0, len(mine), bs)]
-            frozen = self.model.backbone.body if self.features.level == "map" else self.model.backbone
+            frozen = self.model.backbone.feature_map if self.features.level == "map" else self.model.backbone
             for batch in tqdm(self._loader(dataset, batches), desc=f"caching {which} features", leave=False,
                               disable=not self.progress, unit="batch"):
                 prepared = self._inputs(batch, dataset)
@@ -465,7 +467,7 @@ class Engine:
         if self.stage1_dir is None:
             return []
         state = checkpoint.load(self.stage1_dir / "checkpoints" / "best.pt")
-        return self.method.load_stage1(self.model, self.method.adapt_init_state(state["model"]))
+        return self.method.load_stage1(self.model, state["model"])
 
     def val_top1(self) -> float:
         out = self.split_outputs("val")
@@ -548,7 +550,7 @@ class Engine:
                 continue  # a rank has no image left in this batch: every rank skips the step
             x, y = prepared
             with self._autocast():
-                outputs = net(x, y, start=start_mode)
+                outputs = net(x, y) if start_mode == "images" else net(x, y, start=start_mode)
                 loss, parts = self.method.loss(outputs, y, self.model)
             value = float(loss.detach())
             if distributed.all_sum_int(self.dist, int(not math.isfinite(value))):

@@ -1,8 +1,9 @@
 """Backbones: ``images -> feature vector``, built from the config's ``model`` section.
 
-Every backbone is a :class:`Backbone`: a convolutional ``body`` producing the last feature map,
-an optional ``attention`` module on that map (DME's modulated attention), global average
-pooling, and an optional ``fc_add`` (Linear + ReLU, OLTR's ``use_fc``) giving the feature size.
+Every backbone is a :class:`Backbone`: a convolutional ``body`` producing the last feature map
+(``feature_map``), then ``pool``: global average pooling and an optional ``fc_add`` (Linear +
+ReLU, OLTR's ``use_fc``) giving the feature size. Methods that work on the map (DME's modulated
+attention) call the two halves separately; ``backbone(x) == pool(feature_map(x))``.
 
 - ``resnet10``: OLTR's ResNet-10 (``ResNet(BasicBlock, [1, 1, 1, 1])``, 512-d), trained from
   scratch; ``resnet50`` and ``resnet152``: torchvision's architectures (2048-d; ``feat_dim: 512``
@@ -39,33 +40,26 @@ def register_backbone(name: str):
 
 
 class Backbone(nn.Module):
-    """``body`` -> [attention] -> average pool -> [fc_add + ReLU]."""
+    """``body`` -> average pool -> [fc_add + ReLU]; ``feature_map_shape`` is the body's (C, H, W)."""
 
     def __init__(self, body: nn.Module, map_channels: int, map_size: int, feat_dim: int | None = None):
         super().__init__()
         self.body = body
-        self.map_channels = map_channels
-        self.map_size = map_size
-        self.attention: nn.Module | None = None
+        self.feature_map_shape = (map_channels, map_size, map_size)
         self.fc_add = nn.Linear(map_channels, feat_dim) if feat_dim else None
         self.feat_dim = feat_dim or map_channels
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        fmap = self.body(x)
-        if self.attention is not None:
-            fmap = self.attention(fmap)
-        return fmap
+        return self.body(x)
 
-    def from_map(self, body_map: torch.Tensor) -> torch.Tensor:
-        """The feature vector from the body's output map (the part after ``body``)."""
-        fmap = self.attention(body_map) if self.attention is not None else body_map
+    def pool(self, fmap: torch.Tensor) -> torch.Tensor:
         features = torch.flatten(nn.functional.adaptive_avg_pool2d(fmap, 1), 1)
         if self.fc_add is not None:
             features = nn.functional.relu(self.fc_add(features))
         return features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.from_map(self.body(x))
+        return self.pool(self.feature_map(x))
 
 
 def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
