@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from oltr_bench.errors import OltrError
 
@@ -89,6 +89,8 @@ class RawImage:
     def _open(self) -> Image.Image:
         try:
             img = Image.open(io.BytesIO(self.data))
+        except UnidentifiedImageError:
+            raise UnreadableImage(self.path, "cannot be decoded (not an image file PIL recognises)") from None
         except (OSError, SyntaxError, ValueError) as exc:
             raise UnreadableImage(self.path, f"cannot be decoded ({exc})") from None
         return img
