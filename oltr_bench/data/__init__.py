@@ -1,1 +1,3 @@
-"""Datasets over split lists, transforms and samplers."""
+"""Data: the list-file dataset and its readers (``lists``), decoding (``images``), the data modes
+(``transforms``: parity, fast, embedded), sample streams (``samplers``) and the pre-resized
+image cache (``image_cache``)."""

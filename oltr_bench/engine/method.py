@@ -34,12 +34,28 @@ class EngineContext(Protocol):
 
     ``outputs(split)`` runs the current model in eval mode with the evaluation transform over a
     split the method may see (``"train"`` or ``"val"``; never test or open) and returns the
-    concatenated head outputs (``"logits"``, ``"features"``, ...) plus ``"labels"``, on the CPU.
+    concatenated head outputs (``"logits"``, ``"features"``, ...) plus ``"labels"`` and
+    ``"index"`` (the list positions), on the CPU, in list order. For a frozen-backbone method
+    with the feature cache on, they are computed from the cached backbone features.
+
+    ``model`` is the plain :class:`MethodModel`, never a DistributedDataParallel wrapper; the
+    engine also passes it unwrapped to ``Method.loss``, ``param_groups`` and
+    ``extra_optimizers``.
+
+    Distributed runs (``world_size > 1``, one process per ``rank``): every rank calls the hooks;
+    ``outputs(split)`` returns the outputs of the *whole* split on every rank (gathered), so a
+    hook computes the same values everywhere. The engine also guarantees that after
+    ``on_train_start`` and after ``fit`` every rank holds rank 0's model parameters and buffers
+    and rank 0's ``Method.state_dict()`` (it broadcasts them), so state kept outside the model
+    stays consistent too. Parameters (e.g. DME's centroids as an ``nn.Parameter`` in the head)
+    get their gradients averaged over ranks like every other parameter.
     """
 
     model: "MethodModel"
     device: torch.device
     info: "DatasetInfo"
+    rank: int
+    world_size: int
 
     def outputs(self, split: str) -> dict[str, torch.Tensor]: ...
 
@@ -63,8 +79,18 @@ class MethodModel(nn.Module):
         self.backbone = backbone
         self.head = head
 
-    def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        return self.head(self.backbone(x), targets)
+    def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None, *, start: str = "images") -> dict[str, torch.Tensor]:
+        """Head outputs for images, or for cached backbone outputs (``start="map"``: the body's
+        last feature map; ``start="features"``: the feature vector), as the feature cache uses."""
+        if start == "images":
+            features = self.backbone(x)
+        elif start == "map":
+            features = self.backbone.pool(x)
+        elif start == "features":
+            features = x
+        else:
+            raise ValueError(f"start must be 'images', 'map' or 'features', not {start!r}")
+        return self.head(features, targets)
 
 
 class LinearHead(nn.Module):
@@ -89,8 +115,10 @@ class Method:
     - ``defaults``: method hyper-parameters (the config section ``params``); ``--set params.x=v``
       is type-checked against these values.
     - ``sampler``: ``"instance"`` or ``"class_aware"`` (the config may override it).
-    - ``frozen_backbone``: the backbone is not trained, so the engine may train the head on
-      cached features.
+    - ``frozen_backbone``: the backbone is not trained (``param_groups`` leaves it out), so the
+      engine may train the head on cached features: the feature vectors when no backbone
+      parameter trains, the body's last map when only the backbone's ``fc_add`` trains. (Only
+      for models that keep :class:`MethodModel`'s ``forward``.)
     - ``trains``: False for purely post-hoc methods (nothing is optimised; ``fit`` does the work).
     """
 
@@ -130,7 +158,12 @@ class Method:
         return [g for g in groups if g["params"]]
 
     def extra_optimizers(self, model: MethodModel) -> list[torch.optim.Optimizer]:
-        """Optimisers for state with its own update rule (e.g. DME's centroids); stepped with the main one."""
+        """Optimisers for state with its own update rule (e.g. DME's centroids); stepped with the main one.
+
+        The engine gives each its own StepLR (the config's schedule) and scales its learning
+        rates by the same linear factor as the main optimiser's when the global batch differs
+        from ``train.reference_batch_size``. Parameters in no optimiser are frozen.
+        """
         return []
 
     def adapt_init_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

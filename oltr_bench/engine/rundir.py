@@ -4,7 +4,7 @@
 config), ``manifest.json`` (provenance and status), ``train_log.jsonl``, ``checkpoints/``,
 ``predictions/{val,test}.npz`` and, written last, ``results.json``. The manifest's ``status`` is
 ``running`` until the run completes; a crashed run keeps ``running``/``failed`` and has no
-``results.json``.
+``results.json`` (``--resume`` continues it from ``checkpoints/last.pt``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from oltr_bench import __version__
-from oltr_bench.utils.io import atomic_write_json
+from oltr_bench.utils.io import atomic_write_json, atomic_write_text
 
 RUN_FORMAT = "oltr-bench-run/1"
 
@@ -64,6 +64,48 @@ def package_versions() -> dict[str, str]:
     }
 
 
+def device_info(device) -> dict[str, Any]:
+    """The device a run used, in words (GPU model, or the CPU model and core count)."""
+    import torch
+
+    info: dict[str, Any] = {"type": device.type, "cpu_cores": os.cpu_count()}
+    if device.type == "cuda":
+        info["name"] = torch.cuda.get_device_name(device)
+        info["memory_gib"] = round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1)
+    else:
+        info["name"] = _cpu_name()
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def model_cost(model, input_size: int, device) -> dict[str, Any]:
+    """Parameters and multiply-accumulates of one forward pass of one image (``FlopCounterMode`` / 2)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, 3, input_size, input_size, device=device))
+    model.train(was_training)
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "macs_per_image": counter.get_total_flops() // 2,
+        "input": [3, input_size, input_size],
+    }
+
+
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     atomic_write_json(run_dir / "manifest.json", manifest)
 
@@ -73,6 +115,30 @@ def read_manifest(run_dir: Path) -> dict[str, Any] | None:
         return json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
+
+
+def find_runs(runs_root: Path, dataset: str, method: str, config_hash: str) -> list[Path]:
+    """Runs of ``method`` on ``dataset`` with this config hash, any status (newest first)."""
+    base = runs_root / dataset / method
+    if not base.is_dir():
+        return []
+    found = [d for d in base.iterdir() if (manifest := read_manifest(d)) and manifest.get("config_hash") == config_hash]
+    return sorted(found, key=lambda p: os.path.getmtime(p / "manifest.json"), reverse=True)
+
+
+def truncate_log(path: Path, epochs_done: int) -> None:
+    """Drop training-log records of epochs after ``epochs_done`` (they are redone on resume)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the crash
+        if int(record.get("epoch", 0)) <= epochs_done:
+            kept.append(line)
+    atomic_write_text(path, "".join(f"{line}\n" for line in kept))
 
 
 def find_completed_runs(runs_root: Path, dataset: str, method: str, **match: Any) -> list[Path]:

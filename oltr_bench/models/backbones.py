@@ -4,14 +4,27 @@ Every backbone is a :class:`Backbone`: a convolutional ``body`` producing the la
 (``feature_map``), then ``pool``: global average pooling and an optional ``fc_add`` (Linear +
 ReLU, OLTR's ``use_fc``) giving the feature size. Methods that work on the map (DME's modulated
 attention) call the two halves separately; ``backbone(x) == pool(feature_map(x))``.
+
+- ``resnet10``: OLTR's ResNet-10 (``ResNet(BasicBlock, [1, 1, 1, 1])``, 512-d), trained from
+  scratch; ``resnet50`` and ``resnet152``: torchvision's architectures (2048-d; ``feat_dim: 512``
+  adds OLTR's 2048 -> 512 ``fc_add``). Initialisation as the official ``ResNetFeature``:
+  convolutions N(0, sqrt(2 / (k·k·out))), BatchNorm γ = 1, β = 0 (torchvision's ResNet
+  initialisation is the same). ``model.weights: PATH`` loads a local torchvision-format state
+  dict into the body (never downloaded); every body tensor must be present with its shape.
+- ``glyphnet``: the small CNN of the embedded benchmark.
+
+Global average pooling is adaptive, which equals the official ``AvgPool2d(7)`` at 224 pixels
+and also works at other input sizes (MS1M-LT's 112, small test images).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
+from torchvision.models import resnet as tv_resnet
 
 from oltr_bench.errors import OltrError
 
@@ -68,8 +81,88 @@ def glyphnet(model_cfg: dict[str, Any]) -> Backbone:
     return Backbone(nn.Sequential(*layers), cin, size, model_cfg.get("feat_dim") or None)
 
 
+class ResNetBody(nn.Module):
+    """torchvision's ResNet up to ``layer4`` (attribute names as torchvision, so its state dicts load)."""
+
+    def __init__(self, block: type[nn.Module], layers: list[int]):
+        super().__init__()
+        full = tv_resnet.ResNet(block, layers)  # its initialisation is the official one (see module doc)
+        for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
+            setattr(self, name, getattr(full, name))
+        self.out_channels = 512 * block.expansion
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+def resnet_map_size(input_size: int) -> int:
+    """Side of the last map: five stride-2 steps of floor((n - 1) / 2) + 1 (224 -> 7, 112 -> 4)."""
+    for _ in range(5):
+        input_size = (input_size - 1) // 2 + 1
+    return input_size
+
+
+def _resnet(model_cfg: dict[str, Any], block: type[nn.Module], layers: list[int]) -> Backbone:
+    body = ResNetBody(block, layers)
+    return Backbone(body, body.out_channels, resnet_map_size(int(model_cfg["input_size"])), model_cfg.get("feat_dim") or None)
+
+
+@register_backbone("resnet10")
+def resnet10(model_cfg: dict[str, Any]) -> Backbone:
+    """OLTR's ResNet-10: BasicBlock [1, 1, 1, 1], 512-d pooled feature (ImageNet-LT)."""
+    return _resnet(model_cfg, tv_resnet.BasicBlock, [1, 1, 1, 1])
+
+
+@register_backbone("resnet50")
+def resnet50(model_cfg: dict[str, Any]) -> Backbone:
+    """torchvision ResNet-50: Bottleneck [3, 4, 6, 3], 2048-d (MS1M-LT's backbone in the paper)."""
+    return _resnet(model_cfg, tv_resnet.Bottleneck, [3, 4, 6, 3])
+
+
+@register_backbone("resnet152")
+def resnet152(model_cfg: dict[str, Any]) -> Backbone:
+    """torchvision ResNet-152: Bottleneck [3, 8, 36, 3], 2048-d (Places-LT, from local ImageNet weights)."""
+    return _resnet(model_cfg, tv_resnet.Bottleneck, [3, 8, 36, 3])
+
+
+def load_body_weights(backbone: Backbone, path: str | Path) -> dict[str, int]:
+    """Load a local torchvision-format state dict into ``backbone.body``; every body tensor must match.
+
+    Accepts a plain state dict or one under ``state_dict``/``model``; a ``module.`` prefix is
+    removed and keys the body does not have (e.g. ``fc.*``) are ignored. Returns counts.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise OltrError(f"model.weights {path} does not exist; expected a local file with pretrained weights "
+                        f"(torchvision state dict, e.g. resnet152.pth). Nothing is ever downloaded")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
+        raise OltrError(f"model.weights {path} is not a readable PyTorch state dict: {exc}") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise OltrError(f"model.weights {path} holds a {type(state).__name__}; expected a state dict (name -> tensor)")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    own = backbone.body.state_dict()
+    missing = [k for k in own if k not in state]
+    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})" for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or wrong:
+        detail = (f"{len(missing)} missing (first: {', '.join(missing[:3])})" if missing else "") + \
+                 ("; " if missing and wrong else "") + (f"shape mismatch: {', '.join(wrong[:3])}" if wrong else "")
+        raise OltrError(f"model.weights {path} does not fit the {type(backbone.body).__name__} body of this backbone: {detail}. "
+                        f"Expected a torchvision-format state dict of the same architecture")
+    backbone.body.load_state_dict({k: state[k] for k in own})
+    return {"loaded": len(own), "ignored": len(state) - len(own)}
+
+
 def build_backbone(model_cfg: dict[str, Any]) -> Backbone:
     name = model_cfg["backbone"]
     if name not in BACKBONES:
         raise OltrError(f"model.backbone {name!r} is not known; expected one of: {', '.join(sorted(BACKBONES))}")
-    return BACKBONES[name](model_cfg)
+    backbone = BACKBONES[name](model_cfg)
+    if model_cfg.get("weights"):
+        load_body_weights(backbone, model_cfg["weights"])
+    return backbone

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# GPU benchmark of the harness (issue 5): ResNet-10 @224 training images/s from memory and from
+# JPEG files (bf16 + channels_last), and the stage-2 DME step. About 3 minutes on one H100; the
+# time limit below stops it at 5. `bench/gpu.sh --smoke` runs a tiny CPU version to check the script.
+# PYTHON selects the interpreter (default: python3 on PATH).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv
+fi
+"$PYTHON" -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda', torch.version.cuda)"
+exec timeout 300 "$PYTHON" bench/bench_engine_gpu.py "$@"
