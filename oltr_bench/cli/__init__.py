@@ -1,6 +1,7 @@
 """The ``oltr-bench`` command line: a thin layer over the Python API.
 
-Each command lives in its own module; user errors (:class:`~oltr_bench.errors.OltrError`) are
+Each command lives in its own module and imports the heavy parts (torch, the engine, the
+site builder) only when it runs, so ``--help`` and the light commands start fast; user errors (:class:`~oltr_bench.errors.OltrError`) are
 printed as one paragraph and exit with status 2.
 """
 
@@ -24,17 +25,6 @@ class Group(click.Group):
             return super().invoke(ctx)
         except OltrError as exc:
             raise UserError(str(exc)) from None
-
-    # make-splits and the listings are registered at import; the other commands load torch
-    # (~1 GB peak RSS, seconds), so they are registered only when asked for.
-    def get_command(self, ctx: click.Context, name: str):
-        if name not in self.commands:
-            _register()
-        return super().get_command(ctx, name)
-
-    def list_commands(self, ctx: click.Context):
-        _register()
-        return super().list_commands(ctx)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -63,12 +53,4 @@ def _register() -> None:
             main.add_command(command)
 
 
-def _register_light() -> None:
-    from oltr_bench.cli import listing, make_splits
-
-    for module in (make_splits, listing):
-        for command in module.COMMANDS:
-            main.add_command(command)
-
-
-_register_light()
+_register()

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import click
 
-from oltr_bench.engine.runner import run_method
 from oltr_bench.paths import report_dir, runs_root, splits_root
 from oltr_bench.registry import DATASETS
-from oltr_bench.report.collect import collect, leaderboard_dirs
-from oltr_bench.report.rows import build_rows, rows_for_tables
-from oltr_bench.report.site import build_site
-from oltr_bench.report.tables import markdown_tables
 from oltr_bench.splits.format import load_split_dir
 from oltr_bench.utils.io import atomic_write_text
 
@@ -30,6 +25,11 @@ def demo_cmd(methods, seed, quick) -> None:
     Example:
       oltr-bench demo
     """
+    from oltr_bench.engine.runner import run_method
+    from oltr_bench.report.collect import collect, leaderboard_dirs
+    from oltr_bench.report.rows import build_rows, rows_for_tables
+    from oltr_bench.report.site import build_site
+    from oltr_bench.report.tables import markdown_tables
     split_path = splits_root() / "embedded"
     if (split_path / "manifest.json").is_file() and load_split_dir(split_path).manifest["source"].get("seed") == seed:
         split = load_split_dir(split_path)

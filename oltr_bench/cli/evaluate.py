@@ -6,9 +6,7 @@ from pathlib import Path
 
 import click
 
-from oltr_bench.metrics.evaluate import DEFAULT_THRESHOLD, evaluate_file, write_results
-from oltr_bench.metrics.protocols import PROTOCOLS
-from oltr_bench.report.tables import markdown
+from oltr_bench.metrics.protocols import DEFAULT_THRESHOLD, PROTOCOLS
 from oltr_bench.splits.format import load_split_dir
 
 SUMMARY_LINES = (
@@ -54,6 +52,8 @@ def evaluate_cmd(predictions, splits, protocol, threshold, which, method, partia
       oltr-bench evaluate --predictions run/predictions/test.npz --splits oltr_work/splits/embedded
       oltr-bench evaluate --predictions p.npz --splits DIR --method mine --protocol oltr-2019 --threshold 0.2 --json r.json
     """
+    from oltr_bench.metrics.evaluate import evaluate_file, write_results
+    from oltr_bench.report.tables import markdown
     split = load_split_dir(splits)
     results = evaluate_file(predictions, split, which=which, protocol=protocol, threshold=threshold, method=method, partial=partial)
     results["provenance"]["predictions"] = str(predictions)

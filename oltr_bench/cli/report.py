@@ -8,9 +8,6 @@ import click
 
 from oltr_bench.errors import OltrError
 from oltr_bench.paths import runs_root
-from oltr_bench.report.collect import collect, leaderboard_dirs
-from oltr_bench.report.rows import build_rows, rows_for_tables
-from oltr_bench.report.site import build_site
 from oltr_bench.report.tables import FORMATS, render
 from oltr_bench.utils.io import atomic_write_text
 
@@ -37,6 +34,9 @@ def report_cmd(paths, fmt, output, html, percent, no_leaderboard, no_plots) -> N
       oltr-bench report oltr_work/runs --format latex --percent
       oltr-bench report oltr_work/runs --html site/    # then open site/index.html
     """
+    from oltr_bench.report.collect import collect, leaderboard_dirs
+    from oltr_bench.report.rows import build_rows, rows_for_tables
+    from oltr_bench.report.site import build_site
     if paths:
         inputs = list(paths)
     else:

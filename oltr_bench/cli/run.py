@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from oltr_bench.engine.runner import run_method
 from oltr_bench.errors import OltrError
 from oltr_bench.paths import runs_root, splits_root
 from oltr_bench.registry import DATASETS, METHODS
@@ -70,6 +69,7 @@ def run_cmd(method, dataset, splits, out, overrides, quick, resume, stage1, no_l
       oltr-bench run --method plain --dataset imagenet_lt --resume
       torchrun --nproc_per_node 8 -m oltr_bench run --method plain --dataset imagenet_lt --set train.batch_size=1024
     """
+    from oltr_bench.engine.runner import run_method
     from oltr_bench.engine import distributed
 
     METHODS.canonical(method)  # an unknown method fails before anything else

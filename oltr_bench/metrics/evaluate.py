@@ -9,12 +9,11 @@ from typing import Any
 from oltr_bench.errors import OltrError
 from oltr_bench.metrics.core import closed_predictions, score_predictions
 from oltr_bench.metrics.predictions import Predictions, align, load_predictions
-from oltr_bench.metrics.protocols import get_protocol
+from oltr_bench.metrics.protocols import DEFAULT_THRESHOLD, get_protocol
 from oltr_bench.splits.format import SplitDir
 from oltr_bench.utils.io import atomic_write_json
 
 RESULTS_FORMAT = "oltr-bench-results/1"
-DEFAULT_THRESHOLD = 0.1
 
 
 def evaluate(

@@ -18,6 +18,8 @@ import numpy as np
 
 from oltr_bench.errors import OltrError
 
+DEFAULT_THRESHOLD = 0.1  # τ on the known score (max softmax by default), as in the OLTR configs
+
 MANY, MEDIUM, FEW = 0, 1, 2
 GROUP_NAMES = ("many", "medium", "few")
 

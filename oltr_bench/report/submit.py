@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 from oltr_bench import __version__
 from oltr_bench.errors import OltrError
-from oltr_bench.metrics.evaluate import DEFAULT_THRESHOLD, evaluate
+from oltr_bench.metrics.evaluate import evaluate
+from oltr_bench.metrics.protocols import DEFAULT_THRESHOLD
 from oltr_bench.metrics.predictions import load_predictions
 from oltr_bench.report import entries as lb
 from oltr_bench.report.collect import RunRecord
