@@ -32,7 +32,7 @@ ReaderFactory = Callable[[Path, Sequence[str]], Reader]
 """``factory(root, paths)`` -> a reader over those list paths (must be picklable for workers)."""
 
 READERS: dict[str, ReaderFactory] = {}
-SCHEME_MODULES = {"rec": "oltr_bench.data.recordio"}
+SCHEME_MODULES = {"rec": "oltr_bench.data.records"}
 
 
 def register_reader(scheme: str):
