@@ -35,3 +35,34 @@ def test_data_folders_map_into_the_namespace():
         "oltr_bench.splits_data": "splits",
         "oltr_bench.leaderboard_data": "leaderboard",
     }
+
+
+def test_a_plain_install_carries_the_data(tmp_path):
+    """``pip install .`` (not editable) ships configs, split fingerprints, entries and site assets."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    # Build from a copy: setuptools leaves build/ and *.egg-info next to the sources.
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "oltr_work", "__pycache__"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
+        check=True, capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("oltr_bench-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {
+        "oltr_bench/baselines/configs/defaults.yaml",
+        "oltr_bench/baselines/configs/imagenet_lt/plain.yaml",
+        "oltr_bench/baselines/dme.py",
+        "oltr_bench/splits_data/official_lists.json",
+        "oltr_bench/splits_data/imagenet_lt_canonical.json",
+        "oltr_bench/splits_data/imagenet_wnids.txt",
+        "oltr_bench/leaderboard_data/imagenet_lt/oltr2019-dme.json",
+    }
+    assert shipped <= names, shipped - names
+    assert any(n.startswith("oltr_bench/report/templates/") for n in names)
+    assert any(n.startswith("oltr_bench/report/static/") for n in names)
+    assert not any(n.startswith(("tests/", "bench/", "baselines/", "splits/", "leaderboard/")) for n in names)
