@@ -3,7 +3,10 @@
 Resolution order (later wins):
 
 1. ``baselines/configs/defaults.yaml``: every key that exists, with its type;
-2. ``baselines/configs/<dataset>/<method>.yaml``: the dataset x method settings;
+2. the dataset x method file (:func:`dataset_config`): ``<dataset>/<method>.yaml``; for a
+   method without one, the dataset's stage-1 setup ``<dataset>/plain.yaml`` (backbone, input
+   pipeline, schedule); datasets without a config folder (a user's image folder) use
+   ``folder/`` the same way. The embedded defaults never stand in for a real dataset;
 3. the method's ``defaults`` (class attribute) under ``params``, overridden by the YAML's ``params``;
 4. ``--set a.b=value`` overrides from the command line.
 
@@ -120,6 +123,20 @@ def apply_overrides(cfg: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
     return cfg
 
 
+def dataset_config(dataset: str, method: str) -> tuple[Path | None, str | None]:
+    """The dataset x method file to apply and, when it is a stand-in, a note saying so."""
+    folder = dataset if (configs_dir() / dataset).is_dir() else "folder"
+    exact = config_file(folder, method)
+    if exact.is_file():
+        note = None if folder == dataset else f"no configs for dataset {dataset!r}; using the generic {exact}"
+        return exact, note
+    base = config_file(folder, "plain")
+    if base.is_file():
+        return base, (f"no config for method {method!r} on {dataset!r} ({exact}); using the dataset's stage-1 "
+                      f"setup {base} with the method's own defaults")
+    return None, f"no config for method {method!r} on {dataset!r}; using defaults.yaml"
+
+
 def resolve_config(
     method: str, dataset: str, method_defaults: dict[str, Any], overrides: Iterable[str] = (), extra_file: Path | None = None
 ) -> dict[str, Any]:
@@ -127,14 +144,9 @@ def resolve_config(
     defaults_path = configs_dir() / "defaults.yaml"
     cfg = read_yaml(defaults_path)
     cfg["params"] = copy.deepcopy(method_defaults)
-    path = config_file(dataset, method)
-    if path.is_file():
+    path, _ = dataset_config(dataset, method)
+    if path is not None:
         cfg = merge(cfg, read_yaml(path), str(path))
-    elif dataset != "embedded":
-        # Datasets without a dedicated config (e.g. a user's image folder) use the generic one.
-        generic = config_file("folder", method)
-        if generic.is_file():
-            cfg = merge(cfg, read_yaml(generic), str(generic))
     if extra_file is not None:
         cfg = merge(cfg, read_yaml(extra_file), str(extra_file))
     cfg = apply_overrides(cfg, overrides)

@@ -62,3 +62,18 @@ def test_null_defaults_accept_any_value():
 def test_config_hash_ignores_key_order():
     assert config_hash({"a": 1, "b": {"c": 2, "d": 3}}) == config_hash({"b": {"d": 3, "c": 2}, "a": 1})
     assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_a_method_without_a_config_uses_the_datasets_stage1_setup_not_the_embedded_defaults():
+    from oltr_bench.config import dataset_config
+
+    cfg = resolve_config("no_such_method", "imagenet_lt", {"w": 1.0})
+    assert cfg["model"]["backbone"] == "resnet10" and cfg["data"]["pipeline"] == "parity"
+    assert cfg["params"] == {"w": 1.0}
+    path, note = dataset_config("imagenet_lt", "no_such_method")
+    assert path.name == "plain.yaml" and path.parent.name == "imagenet_lt" and "stage-1 setup" in note
+    assert dataset_config("imagenet_lt", "plain")[1] is None
+    # A user's folder dataset uses the generic folder configs.
+    path, note = dataset_config("my_flowers", "plain")
+    assert path.parent.name == "folder" and "no configs for dataset 'my_flowers'" in note
+    assert resolve_config("plain", "my_flowers", {})["model"]["backbone"] == "resnet10"

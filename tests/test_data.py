@@ -263,9 +263,12 @@ def test_engine_builds_and_reuses_the_image_cache(tiny, tmp_path):
     first = run_method("plain", tiny, runs_root=tmp_path / "runs", overrides=extra, progress=False, echo=lambda m: None)
     caches = json.loads((first / "manifest.json").read_text())["image_cache"]
     assert set(caches) == {"train", "val", "test", "open"}
+    assert caches["train"]["side"] == 12 and "lose resolution" in caches["train"]["note"]
+    caches = {which: entry["path"] for which, entry in caches.items()}
     meta = json.loads((Path(caches["train"]) / "meta.json").read_text())
     assert meta["images"] == sum(tiny.train_counts) and meta["side"] == 12
     stamp = (Path(caches["train"]) / "part-0.u8").stat().st_mtime_ns
+    assert not list(Path(caches["train"]).glob(".part-*"))  # no temporary left behind
     again = run_method("plain", tiny, runs_root=tmp_path / "runs", overrides=extra, progress=False, echo=lambda m: None)
     assert (Path(caches["train"]) / "part-0.u8").stat().st_mtime_ns == stamp
     a, b = (np.load(d / "predictions" / "test.npz") for d in (first, again))

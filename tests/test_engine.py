@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from oltr_bench.engine import checkpoint
+from oltr_bench.engine import checkpoint, trainer
 from oltr_bench.engine.method import Method
 from oltr_bench.engine.runner import run_method, stage1_overrides
 from oltr_bench.errors import OltrError
@@ -251,6 +251,9 @@ def test_feature_cache_map_level_when_only_fc_add_trains(tiny, tmp_path):
         def param_groups(self, model, lr):
             return [{"params": list(model.backbone.fc_add.parameters()) + list(model.head.parameters()), "lr": lr["classifier"]}]
 
+        def adapt_init_state(self, state):
+            return {k: v for k, v in state.items() if not k.startswith("head.")}  # a new head on the new fc_add
+
     try:
         run_dir = run(tiny, tmp_path, "_fcadd", "model.feat_dim=12", quick=True)
         cache = json.loads((run_dir / "manifest.json").read_text())["feature_cache"]
@@ -316,3 +319,90 @@ def test_official_stage1_mechanics(tmp_path, dataset, n_train, steps):
     assert (sched.step_size, sched.gamma) == (10, 0.1)
     backbone = engine.model.backbone
     assert backbone.feat_dim == 512 and (backbone.fc_add is None) == (dataset == "imagenet_lt")  # Places: 2048 -> 512 fc_add
+
+
+@METHODS.register("_extra_opt")
+class ExtraOpt(Method):
+    """Test-only: a parameter with its own optimiser (like DME's centroids)."""
+
+    def build_head(self):
+        head = super().build_head()
+        head.memory = torch.nn.Parameter(torch.zeros(3))
+        return head
+
+    def param_groups(self, model, lr):
+        return [{"params": [p for n, p in model.named_parameters() if n != "head.memory"], "lr": lr["classifier"]}]
+
+    def extra_optimizers(self, model):
+        return [torch.optim.SGD([model.head.memory], lr=0.01)]
+
+    def loss(self, outputs, targets, model):
+        loss, parts = super().loss(outputs, targets, model)
+        return loss + model.head.memory.sum() * 0.0, parts
+
+
+def test_model_selection_reads_the_validation_split_and_test_only_at_the_end(tiny, tmp_path, monkeypatch):
+    events = []
+    original_dataset, original_predict = trainer.Engine.dataset, trainer.Engine.predict
+
+    def dataset(self, which, train):
+        events.append(which)
+        return original_dataset(self, which, train)
+
+    def predict(self, which):
+        events.append(f"predict:{which}")
+        return original_predict(self, which)
+
+    monkeypatch.setattr(trainer.Engine, "dataset", dataset)
+    monkeypatch.setattr(trainer.Engine, "predict", predict)
+    run_dir = run(tiny, tmp_path, "plain", "train.epochs=3")
+    first_predict = events.index("predict:val")
+    assert set(events[:first_predict]) == {"train", "val"}  # training and model selection: train and val only
+    assert {"test", "open"} <= set(events[first_predict:])
+    best = json.loads((run_dir / "manifest.json").read_text())["training"]["best_val_top1"]
+    preds = load_predictions(run_dir / "predictions" / "val.npz")
+    labels = dict(tiny.entries("val"))
+    accuracy = np.mean([int(p.argmax()) == labels[i] for i, p in zip(preds.ids, preds.scores)])
+    assert best == accuracy  # the kept epoch's val top-1 is the final model's val accuracy, exactly
+
+
+def test_extra_optimisers_get_the_linear_lr_scale(tiny, tmp_path):
+    run_dir = run(tiny, tmp_path, "_extra_opt", "train.batch_size=16", "train.reference_batch_size=8", "train.epochs=1")
+    optimizers = checkpoint.load(run_dir / "checkpoints" / "last.pt")["optimizers"]
+    assert [g["lr"] for g in optimizers[1]["param_groups"]] == [pytest.approx(0.02)]
+    assert optimizers[0]["param_groups"][0]["lr"] == pytest.approx(0.1)
+
+
+def test_augmentation_seeds_change_from_epoch_to_epoch():
+    from oltr_bench.data.samplers import epoch_batches, make_stream
+
+    stream = make_stream("instance", [0, 1] * 8, 4, seed=0)
+    first, second = (epoch_batches(stream, 2, 8, seed=0) for _ in range(2))
+    seeds = lambda batches: [s for batch in batches for _, s in batch]  # noqa: E731
+    assert not set(seeds(first)) & set(seeds(second))
+
+
+def test_resume_reaches_an_interrupted_stage1_and_ignores_speed_only_keys(tiny, tmp_path, monkeypatch):
+    plain_cls, calls = METHODS.get("plain"), []
+
+    def crash_on_second_step(self, outputs, targets, model):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated crash")
+        return Method.loss(self, outputs, targets, model)
+
+    monkeypatch.setattr(plain_cls, "loss", crash_on_second_step, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny, tmp_path, "_probe", quick=True)  # trains its stage-1 plain run first, which crashes
+    monkeypatch.undo()
+    (crashed,) = (tmp_path / "tiny" / "plain").iterdir()
+    run(tiny, tmp_path, "_probe", "data.workers=1", "log.every_steps=0", quick=True, resume=True)
+    assert list((tmp_path / "tiny" / "plain").iterdir()) == [crashed]  # resumed in place, not retrained elsewhere
+    assert json.loads((crashed / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_protocol_pretrained_backbone_without_weights_is_warned(tiny, tmp_path, monkeypatch):
+    monkeypatch.setitem(trainer.PRETRAINED_BY_PROTOCOL, "glyphnet", "the protocol starts from pretrained weights")
+    run_dir = run(tiny, tmp_path, "plain", quick=True)
+    warnings = json.loads((run_dir / "manifest.json").read_text())["warnings"]
+    assert any("glyphnet starts from random weights" in w and "model.weights=PATH" in w for w in warnings)

@@ -94,7 +94,20 @@ def test_stage2_copy_keeps_new_fc_add_fresh():
     stage1 = MethodModel(build_backbone({"backbone": "glyphnet", "input_size": 32, "feat_dim": None}), LinearHead(256, 5))
     stage2 = MethodModel(build_backbone({"backbone": "glyphnet", "input_size": 32, "feat_dim": 64}), LinearHead(64, 5))
     fresh = stage2.backbone.fc_add.weight.clone()
-    copied = copy_matching(stage2, {f"module.{k}": v for k, v in stage1.state_dict().items()})
-    assert set(copied) == {k for k in stage1.state_dict() if k.startswith("backbone.")} | {"head.fc.bias"}
+    state = {f"module.{k}": v for k, v in stage1.state_dict().items() if not k.startswith("head.")}
+    report = copy_matching(stage2, state)
+    assert set(report["copied"]) == {k for k in stage1.state_dict() if k.startswith("backbone.")}
+    assert set(report["fresh"]) == {"backbone.fc_add.weight", "backbone.fc_add.bias", "head.fc.weight", "head.fc.bias"}
+    assert report["ignored"] == []
     assert torch.equal(stage2.backbone.fc_add.weight, fresh)
     assert torch.equal(stage2.backbone.body[0].weight, stage1.backbone.body[0].weight)
+
+
+def test_stage2_copy_refuses_a_layer_that_changed_shape():
+    """Like the official code: a key in both models with another shape is an error, never half a layer."""
+    stage1 = MethodModel(build_backbone({"backbone": "glyphnet", "input_size": 32, "feat_dim": None}), LinearHead(256, 5))
+    stage2 = MethodModel(build_backbone({"backbone": "glyphnet", "input_size": 32, "feat_dim": 64}), LinearHead(64, 5))
+    before = stage2.head.fc.bias.clone()
+    with pytest.raises(OltrError, match=r"1 keys change shape \(first: head.fc.weight \(5, 256\) -> \(5, 64\)\)"):
+        copy_matching(stage2, stage1.state_dict())
+    assert torch.equal(stage2.head.fc.bias, before)  # nothing copied

@@ -20,8 +20,10 @@ last, which makes the cache valid.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -30,7 +32,7 @@ from PIL import Image
 
 from oltr_bench.data.images import RawImage, UnreadableImage
 from oltr_bench.data.lists import Reader
-from oltr_bench.utils.io import atomic_write_json
+from oltr_bench.utils.io import atomic_write_bytes, atomic_write_json
 
 FORMAT = "oltr-bench-image-cache/1"
 
@@ -86,8 +88,9 @@ def build_part(path: Path, rank: int, world_size: int, reader: Reader, n: int, s
     path.mkdir(parents=True, exist_ok=True)
     index = np.zeros((len(indices), 3), dtype=np.int64)
     skipped, offset = [], 0
-    tmp = path / f".part-{rank}.u8.tmp"
-    with open(tmp, "wb") as fh:
+    # A private temporary name: two runs building the same cache concurrently must not share it.
+    fd, tmp = tempfile.mkstemp(prefix=f".part-{rank}.", suffix=".u8.tmp", dir=path)
+    with os.fdopen(fd, "wb") as fh:
         for j, item in enumerate(loader):
             if isinstance(item, str):
                 skipped.append(item)
@@ -98,7 +101,9 @@ def build_part(path: Path, rank: int, world_size: int, reader: Reader, n: int, s
                 offset += item.nbytes
             if progress:
                 progress(1)
-    np.save(path / f"part-{rank}.idx.npy", index)
+    buffer = io.BytesIO()
+    np.save(buffer, index)
+    atomic_write_bytes(path / f"part-{rank}.idx.npy", buffer.getvalue())
     os.replace(tmp, path / f"part-{rank}.u8")
     return skipped
 

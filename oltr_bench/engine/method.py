@@ -28,6 +28,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from oltr_bench.errors import OltrError
+
 
 class EngineContext(Protocol):
     """What the engine offers a method's hooks (``on_train_start``, ``fit``).
@@ -176,8 +178,8 @@ class Method:
         """
         return state
 
-    def load_stage1(self, model: MethodModel, state: dict[str, torch.Tensor]) -> list[str]:
-        """Initialise a stage-2 model from the stage-1 checkpoint's model state; return the keys copied."""
+    def load_stage1(self, model: MethodModel, state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+        """Initialise a stage-2 model from the stage-1 checkpoint's model state (see :func:`copy_matching`)."""
         return copy_matching(model, self.adapt_init_state(state))
 
     def on_train_start(self, ctx: EngineContext) -> None:
@@ -208,18 +210,26 @@ class Method:
         return first_line(cls)
 
 
-def copy_matching(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
-    """Copy every entry of ``state`` whose key exists in ``model`` with the same shape; return the keys copied.
+def copy_matching(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+    """Copy every entry of ``state`` whose key exists in ``model``; return what was copied and what was not.
 
     This is how the official code initialises stage 2 from stage 1 (``init_weights``): keys the
-    new model does not have are ignored, keys only the new model has keep their fresh values.
+    new model does not have are ignored (``ignored``), keys only the new model has keep their
+    fresh initialisation (``fresh``). A key present in both with another shape is an error, as
+    it is in the official code (``load_state_dict`` raises): copying the rest of that layer
+    would leave it half initialised. A method that re-initialises such a layer on purpose drops
+    its keys in :meth:`Method.adapt_init_state`.
     """
     own = model.state_dict()
-    copied = []
-    for key, value in state.items():
-        key = key.removeprefix("module.")
-        if key in own and own[key].shape == value.shape:
-            own[key] = value
-            copied.append(key)
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    mismatched = [f"{k} {tuple(v.shape)} -> {tuple(own[k].shape)}" for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if mismatched:
+        raise OltrError(
+            f"the stage-1 checkpoint does not fit the stage-2 model: {len(mismatched)} keys change shape "
+            f"(first: {mismatched[0]}); use a stage-1 run with the same model settings (--stage1 RUN or matching "
+            "--set model.* overrides)"
+        )
+    copied = [k for k in state if k in own]
+    own.update({k: state[k] for k in copied})
     model.load_state_dict(own)
-    return copied
+    return {"copied": copied, "fresh": [k for k in own if k not in state], "ignored": [k for k in state if k not in own]}

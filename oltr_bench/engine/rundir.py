@@ -9,6 +9,7 @@ config), ``manifest.json`` (provenance and status), ``train_log.jsonl``, ``check
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -17,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from oltr_bench import __version__
 from oltr_bench.utils.io import atomic_write_json, atomic_write_text
@@ -106,6 +109,30 @@ def model_cost(model, input_size: int, device) -> dict[str, Any]:
     }
 
 
+NEUTRAL_KEYS = (("data", "workers"), ("eval", "batch_size"), ("log",))
+"""Config keys that change speed or logging, never results: ignored when matching stage-1 runs
+and when ``--resume`` looks for the run to continue."""
+
+def comparable(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` without :data:`NEUTRAL_KEYS`."""
+    out = copy.deepcopy(cfg)
+    for path in NEUTRAL_KEYS:
+        node = out
+        for key in path[:-1]:
+            node = node.get(key, {})
+        node.pop(path[-1], None)
+    return out
+
+
+def same_config(run_dir: Path, cfg: dict[str, Any]) -> bool:
+    """Whether the run's ``config.yaml`` equals ``cfg`` up to :data:`NEUTRAL_KEYS`."""
+    try:
+        run_cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(run_cfg, dict) and comparable(run_cfg) == comparable(cfg)
+
+
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     atomic_write_json(run_dir / "manifest.json", manifest)
 
@@ -117,12 +144,12 @@ def read_manifest(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def find_runs(runs_root: Path, dataset: str, method: str, config_hash: str) -> list[Path]:
-    """Runs of ``method`` on ``dataset`` with this config hash, any status (newest first)."""
+def find_runs(runs_root: Path, dataset: str, method: str) -> list[Path]:
+    """Runs of ``method`` on ``dataset`` that have a manifest, any status (newest first)."""
     base = runs_root / dataset / method
     if not base.is_dir():
         return []
-    found = [d for d in base.iterdir() if (manifest := read_manifest(d)) and manifest.get("config_hash") == config_hash]
+    found = [d for d in base.iterdir() if read_manifest(d) is not None]
     return sorted(found, key=lambda p: os.path.getmtime(p / "manifest.json"), reverse=True)
 
 

@@ -6,7 +6,7 @@ config equals the config that ``run --method <init_from>`` would use now with th
 run's shared overrides (``seed``, ``model.*`` except ``feat_dim``, ``data.*`` except the
 sampler, the global batch and the numerics keys of ``train``; a stage's schedule, learning
 rates and ``params`` are its own), ignoring keys that cannot change results
-(:data:`NEUTRAL_KEYS`). So a stage-2 run never silently starts from a stage-1 run trained with
+(:data:`~oltr_bench.engine.rundir.NEUTRAL_KEYS`). So a stage-2 run never silently starts from a stage-1 run trained with
 another schedule. If there is none, that stage-1 run is trained first. A stage-2 config
 may differ from its stage-1 config (DME adds ``fc_add``), so stage-1 runs are matched against
 the stage-1 method's own config, never the stage-2 one.
@@ -17,22 +17,16 @@ taken by rank 0 and broadcast, so all processes work on the same directories.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import yaml
-
-from oltr_bench.config import config_hash, parse_override, resolve_config
+from oltr_bench.config import config_hash, dataset_config, parse_override, resolve_config
 from oltr_bench.engine import distributed, rundir
 from oltr_bench.engine.distributed import Dist, pick_device
 from oltr_bench.engine.trainer import Engine
 from oltr_bench.errors import OltrError
 from oltr_bench.registry import METHODS
 from oltr_bench.splits.format import SplitDir
-
-NEUTRAL_KEYS = (("data", "workers"), ("eval", "batch_size"), ("log",))
-"""Config keys that change speed or logging, never results: ignored when matching stage-1 runs."""
 
 _STAGE1_SHARED_TRAIN = ("batch_size", "precision", "channels_last", "compile", "sync_bn")
 _STAGE1_PRIVATE = {("model", "feat_dim"), ("data", "sampler"), ("data", "samples_per_class")}
@@ -51,25 +45,10 @@ def stage1_overrides(overrides: Sequence[str]) -> list[str]:
     return shared
 
 
-def comparable(cfg: dict[str, Any]) -> dict[str, Any]:
-    """``cfg`` without :data:`NEUTRAL_KEYS`."""
-    out = copy.deepcopy(cfg)
-    for path in NEUTRAL_KEYS:
-        node = out
-        for key in path[:-1]:
-            node = node.get(key, {})
-        node.pop(path[-1], None)
-    return out
-
-
 def find_stage1(runs_root: Path, split: SplitDir, init_from: str, expected: dict[str, Any], quick: bool) -> Path | None:
     """The newest completed ``init_from`` run on this split whose config matches ``expected``."""
     for run_dir in rundir.find_completed_runs(runs_root, split.dataset, init_from, split_fingerprint=split.fingerprint, quick=quick):
-        try:
-            stage1_cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
-            continue
-        if comparable(stage1_cfg) == comparable(expected) and (run_dir / "checkpoints" / "best.pt").is_file():
+        if rundir.same_config(run_dir, expected) and (run_dir / "checkpoints" / "best.pt").is_file():
             return run_dir
     return None
 
@@ -94,9 +73,11 @@ def _decide(method: str, cfg: dict[str, Any], split: SplitDir, runs_root: Path, 
     """Rank 0's plan: finished already, resume a run, or start one (after training stage 1 if needed)."""
     method_cls = METHODS.get(method)
     if resume:
-        for run_dir in rundir.find_runs(runs_root, split.dataset, method, config_hash(cfg)):
+        for run_dir in rundir.find_runs(runs_root, split.dataset, method):
             manifest = rundir.read_manifest(run_dir) or {}
             if manifest.get("quick") != quick or manifest.get("split_fingerprint") != split.fingerprint:
+                continue
+            if not rundir.same_config(run_dir, cfg):
                 continue
             if manifest.get("status") == "complete" and (run_dir / "results.json").is_file():
                 return {"action": "done", "run_dir": run_dir}
@@ -143,6 +124,9 @@ def run_method(
     say = echo if dist.is_main else (lambda message: None)
     method = METHODS.canonical(method)
     cfg = resolve_config(method, split.dataset, METHODS.get(method).defaults, overrides)
+    _, note = dataset_config(split.dataset, method)
+    if note:
+        say(f"note: {note}")
     decision = _decide(method, cfg, split, runs_root, quick, resume, stage1, overrides, say) if dist.is_main else None
     decision = distributed.broadcast_object(dist, decision)
     if decision["action"] == "done":
@@ -151,7 +135,7 @@ def run_method(
     stage1_dir = decision.get("stage1_dir")
     if "train_stage1" in decision:
         stage1_dir = run_method(METHODS.get(method).init_from, split, runs_root=runs_root, overrides=decision["train_stage1"],
-                                quick=quick, progress=progress, dist=dist, echo=echo)
+                                quick=quick, progress=progress, resume=resume, dist=dist, echo=echo)
     if decision["action"] == "resume":
         run_dir = decision["run_dir"]
     else:

@@ -51,7 +51,7 @@ from oltr_bench.engine.method import DatasetInfo, Method, MethodModel
 from oltr_bench.errors import OltrError
 from oltr_bench.metrics.evaluate import evaluate, write_results
 from oltr_bench.metrics.predictions import Predictions, write_predictions
-from oltr_bench.models.backbones import build_backbone
+from oltr_bench.models.backbones import PRETRAINED_BY_PROTOCOL, build_backbone
 from oltr_bench.registry import METHODS
 from oltr_bench.splits.format import SplitDir
 from oltr_bench.utils.io import atomic_write_text
@@ -207,7 +207,11 @@ class Engine:
                     image_cache.write_meta(path, len(paths), side, self.world_size,
                                            {"dataset": self.split.dataset, "split": which, "split_fingerprint": self.split.fingerprint})
                 distributed.barrier(self.dist)
-        self.image_caches[which] = str(path)
+        self.image_caches[which] = {
+            "path": str(path), "side": side,
+            "note": f"images read pre-resized to a shorter side of at most {side} px: training crops larger than that "
+                    "lose resolution before their final resize (evaluation at Resize(side) is unchanged)",
+        }
         return image_cache.ImageCacheReader(path, paths, root)
 
     def _note_skipped(self, paths: list[str]) -> None:
@@ -463,15 +467,18 @@ class Engine:
         self.method.load_state_dict(state.get("method", {}))
         return state
 
-    def init_from_stage1(self) -> list[str]:
+    def init_from_stage1(self) -> dict[str, Any] | None:
+        """Copy the stage-1 checkpoint into the model; the manifest's summary of what was copied."""
         if self.stage1_dir is None:
-            return []
+            return None
         state = checkpoint.load(self.stage1_dir / "checkpoints" / "best.pt")
-        return self.method.load_stage1(self.model, state["model"])
+        report = self.method.load_stage1(self.model, state["model"])
+        return {"copied": len(report["copied"]), "fresh": report["fresh"], "ignored": report["ignored"]}
 
     def val_top1(self) -> float:
         out = self.split_outputs("val")
-        return float((out["logits"].argmax(1) == out["labels"]).float().mean()) if len(out["labels"]) else 0.0
+        correct = int((out["logits"].argmax(1) == out["labels"]).sum())
+        return correct / len(out["labels"]) if len(out["labels"]) else 0.0  # exact, as the metrics' top1
 
     def train(self, plan: dict[str, int], lr: dict[str, float], factor: float) -> dict[str, Any]:
         epochs, steps, batch = plan["epochs"], plan["steps_per_epoch"], plan["batch_size"]
@@ -666,12 +673,17 @@ class Engine:
         if plan and not cfg["train"]["lr_scaling"] and plan["batch_size"] != int(cfg["train"]["reference_batch_size"]):
             self.warn(f"learning rates kept at {cfg['train']['lr']} for a global batch of {plan['batch_size']} although they "
                       f"are set for {cfg['train']['reference_batch_size']} (lr scaling is off)")
+        model_cfg = cfg["model"]
+        if self.method.stage == 1 and not model_cfg["weights"] and model_cfg["backbone"] in PRETRAINED_BY_PROTOCOL:
+            self.warn(f"{model_cfg['backbone']} starts from random weights: {PRETRAINED_BY_PROTOCOL[model_cfg['backbone']]}; "
+                      "name a local weights file with --set model.weights=PATH")
         manifest = self._manifest(plan, lr, factor)
         previous = rundir.read_manifest(self.run_dir) if self.resume else None
         if previous:
-            if previous.get("config_hash") != manifest["config_hash"]:
+            if not rundir.same_config(self.run_dir, cfg):
                 raise OltrError(f"cannot resume {self.run_dir}: it was started with another config "
-                                f"(hash {previous.get('config_hash')}, now {manifest['config_hash']})")
+                                f"(hash {previous.get('config_hash')}, now {manifest['config_hash']}); only "
+                                f"{', '.join('.'.join(k) for k in rundir.NEUTRAL_KEYS)} may change on resume")
             manifest["started"] = previous.get("started", manifest["started"])
             manifest["resumed"] = previous.get("resumed", []) + [{"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                                                    "previous_status": previous.get("status")}]
@@ -684,7 +696,7 @@ class Engine:
         try:
             self._open_tensorboard()
             with self.phase("init"):
-                manifest["stage1_keys_copied"] = len(self.init_from_stage1())
+                manifest["stage1_init"] = self.init_from_stage1()
             best_info: dict[str, Any] = {"epoch": 0}
             if self.method.trains:
                 manifest["training"] = self.train(plan, lr, factor)

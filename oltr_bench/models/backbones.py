@@ -126,6 +126,10 @@ def resnet152(model_cfg: dict[str, Any]) -> Backbone:
     return _resnet(model_cfg, tv_resnet.Bottleneck, [3, 8, 36, 3])
 
 
+PRETRAINED_BY_PROTOCOL = {"resnet152": "OLTR's Places-LT starts ResNet-152 from ImageNet-pretrained (Caffe) weights"}
+"""Backbones the benchmark protocol starts from pretrained weights; the engine warns when none are given."""
+
+
 def load_body_weights(backbone: Backbone, path: str | Path) -> dict[str, int]:
     """Load a local torchvision-format state dict into ``backbone.body``; every body tensor must match.
 
