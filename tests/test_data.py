@@ -211,16 +211,21 @@ def corrupt_copy(tiny, tmp_path, which="train", index=0):
 
 def test_unreadable_images_fail_with_the_path_or_are_skipped(tiny, tmp_path):
     split, bad = corrupt_copy(tiny, tmp_path)
+    reason = "cannot be decoded (not an image file PIL recognises)"
+    # Without skipping the failure is fatal: raise_failures (in the main process) raises it.
+    fatal = ListDataset(split, "train", embedded_pipeline())[0]
+    assert fatal == Skipped(0, str(bad), reason, fatal=True, unreadable=True)
     with pytest.raises(UnreadableImage, match=f"image {bad} cannot be decoded.*--skip-corrupt"):
-        ListDataset(split, "train", embedded_pipeline())[0]
+        lists.raise_failures(collate([fatal]).skipped)
     dataset = ListDataset(split, "train", embedded_pipeline(), skip_corrupt=True)
-    assert dataset[0] == Skipped(0, str(bad), "cannot be decoded (not an image file PIL recognises)")
+    assert dataset[0] == Skipped(0, str(bad), reason, fatal=False, unreadable=True)
     batch = collate([dataset[(i, 0)] for i in range(3)])
-    assert batch.skipped == [str(bad)] and batch.index.tolist() == [1, 2] and batch.x.shape[0] == 2
+    lists.raise_failures(batch.skipped)  # nothing fatal
+    assert [s.path for s in batch.skipped] == [str(bad)] and batch.index.tolist() == [1, 2] and batch.x.shape[0] == 2
     gone = split.root("train") / split.entries("train")[1][0]
     gone.unlink()
     with pytest.raises(UnreadableImage, match=f"image {gone} does not exist"):
-        ListDataset(split, "train", embedded_pipeline())[1]
+        lists.raise_failures([ListDataset(split, "train", embedded_pipeline())[1]])
 
 
 def test_engine_counts_skipped_images_and_fails_without_the_flag(tiny, tmp_path):
@@ -273,3 +278,19 @@ def test_engine_builds_and_reuses_the_image_cache(tiny, tmp_path):
     assert (Path(caches["train"]) / "part-0.u8").stat().st_mtime_ns == stamp
     a, b = (np.load(d / "predictions" / "test.npz") for d in (first, again))
     assert np.array_equal(a["logits"], b["logits"])
+
+
+def test_failures_in_loader_workers_reach_the_user_as_clean_errors(tiny, tmp_path):
+    """With loader processes (the default), a bad image still fails with its path, not a worker traceback."""
+    import pickle
+
+    split, _ = corrupt_copy(tiny, tmp_path)
+    error = UnreadableImage("/x.png", "cannot be decoded")
+    assert str(pickle.loads(pickle.dumps(error))) == str(error)
+    with pytest.raises(UnreadableImage, match=r"image .*\.png cannot be decoded.*--skip-corrupt"):
+        run_method("plain", split, runs_root=tmp_path / "runs", overrides=[*TINY, "data.workers=2"], quick=True,
+                   progress=False, echo=lambda m: None)
+    # A transform that fails on an image (here: a crop larger than the image) names the image too.
+    with pytest.raises(OltrError, match=r"image .*\.png failed in the train transform \(ValueError"):
+        run_method("plain", tiny, runs_root=tmp_path / "runs2", overrides=[*TINY, "data.workers=2", "data.image_size=64"],
+                   quick=True, progress=False, echo=lambda m: None)

@@ -55,10 +55,10 @@ def resize_shorter(img: Image.Image, side: int) -> Image.Image:
 
 
 class _Resized:
-    """Dataset of resized uint8 arrays (``None`` for unreadable images when skipping)."""
+    """Dataset of resized uint8 arrays (the :class:`UnreadableImage` itself for an unreadable image)."""
 
-    def __init__(self, reader: Reader, indices: Sequence[int], side: int, skip_corrupt: bool):
-        self.reader, self.indices, self.side, self.skip_corrupt = reader, list(indices), side, skip_corrupt
+    def __init__(self, reader: Reader, indices: Sequence[int], side: int):
+        self.reader, self.indices, self.side = reader, list(indices), side
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -67,9 +67,7 @@ class _Resized:
         try:
             return np.asarray(resize_shorter(self.reader(self.indices[i]).pil(), self.side))
         except UnreadableImage as exc:
-            if not self.skip_corrupt:
-                raise
-            return exc.path
+            return exc  # raised (or counted) by build_part in the main process, not in a loader worker
 
 
 def _identity(item):
@@ -83,7 +81,7 @@ def build_part(path: Path, rank: int, world_size: int, reader: Reader, n: int, s
 
     per = -(-n // world_size)
     indices = range(rank * per, min(n, (rank + 1) * per))
-    loader = torch.utils.data.DataLoader(_Resized(reader, indices, side, skip_corrupt), batch_size=None,
+    loader = torch.utils.data.DataLoader(_Resized(reader, indices, side), batch_size=None,
                                          num_workers=workers, collate_fn=_identity)
     path.mkdir(parents=True, exist_ok=True)
     index = np.zeros((len(indices), 3), dtype=np.int64)
@@ -92,8 +90,10 @@ def build_part(path: Path, rank: int, world_size: int, reader: Reader, n: int, s
     fd, tmp = tempfile.mkstemp(prefix=f".part-{rank}.", suffix=".u8.tmp", dir=path)
     with os.fdopen(fd, "wb") as fh:
         for j, item in enumerate(loader):
-            if isinstance(item, str):
-                skipped.append(item)
+            if isinstance(item, UnreadableImage):
+                if not skip_corrupt:
+                    raise item
+                skipped.append(item.path)
                 index[j] = (offset, 0, 0)
             else:
                 fh.write(np.ascontiguousarray(item).tobytes())

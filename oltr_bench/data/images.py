@@ -40,6 +40,9 @@ class UnreadableImage(OltrError):
         self.path = path
         self.reason = reason
 
+    def __reduce__(self):  # picklable across loader processes (the default would pass the message only)
+        return type(self), (self.path, self.reason)
+
 
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers (not DHT, JPG, DAC)
 

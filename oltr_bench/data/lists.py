@@ -9,7 +9,9 @@ the scheme. The pre-resized image cache (:mod:`oltr_bench.data.image_cache`) is 
 
 A missing or undecodable image is an error naming its path; with ``skip_corrupt`` it is
 dropped from its batch instead, and the batch reports its path so the engine can count it
-(never silently).
+(never silently). Loader workers never raise for an image: they hand a :class:`Skipped` marker
+to the main process, which raises the error (an exception raised inside a worker would reach
+the user as a worker traceback).
 """
 
 from __future__ import annotations
@@ -88,21 +90,32 @@ def make_reader(root: Path, paths: Sequence[str]) -> Reader:
 
 
 class Skipped(NamedTuple):
-    """What the dataset returns for an unreadable image when skipping is on."""
+    """What the dataset returns instead of a sample whose image failed (see :func:`raise_failures`)."""
 
     index: int
     path: str
     reason: str
+    fatal: bool  # True: stop the run (skipping is off, or the transform itself failed)
+    unreadable: bool  # True: the file is missing or undecodable (--skip-corrupt applies)
+
+
+def raise_failures(skipped: Sequence[Skipped]) -> None:
+    """Raise the error of the first fatal failure in a batch (in the main process)."""
+    for item in skipped:
+        if item.fatal:
+            if item.unreadable:
+                raise UnreadableImage(item.path, item.reason)
+            raise OltrError(f"image {item.path} {item.reason}")
 
 
 class Batch(NamedTuple):
-    """A collated batch: inputs (a tensor, or a list when samples differ in shape), labels, list indices, aux, skipped paths."""
+    """A collated batch: inputs (a tensor, or a list when samples differ in shape), labels, list indices, aux, failures."""
 
     x: torch.Tensor | list[torch.Tensor]
     y: torch.Tensor
     index: torch.Tensor
     aux: torch.Tensor | list[torch.Tensor]
-    skipped: list[str]
+    skipped: list[Skipped]
 
 
 class ListDataset(torch.utils.data.Dataset):
@@ -143,16 +156,17 @@ class ListDataset(torch.utils.data.Dataset):
         try:
             x, aux = self.pipeline.sample(self.reader(index), seed)
         except UnreadableImage as exc:
-            if not self.skip_corrupt:
-                raise
-            return Skipped(index, exc.path, exc.reason)
+            return Skipped(index, exc.path, exc.reason, fatal=not self.skip_corrupt, unreadable=True)
+        except Exception as exc:  # noqa: BLE001 - a transform bug is reported with the image it failed on
+            reason = f"failed in the {self.which} transform ({type(exc).__name__}: {exc})"
+            return Skipped(index, str(self.root / self.paths[index]), reason, fatal=True, unreadable=False)
         return x, self.labels[index], index, aux
 
 
 def collate(samples: list) -> Batch:
     """Stack samples (lists where shapes differ); skipped samples leave the batch and report their path."""
     kept = [s for s in samples if not isinstance(s, Skipped)]
-    skipped = [s.path for s in samples if isinstance(s, Skipped)]
+    skipped = [s for s in samples if isinstance(s, Skipped)]
     if not kept:
         empty = torch.zeros(0)
         return Batch(empty, torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), empty, skipped)

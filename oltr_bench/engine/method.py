@@ -146,10 +146,11 @@ class Method:
     # -- training --------------------------------------------------------------------------
     def loss(
         self, outputs: dict[str, torch.Tensor], targets: torch.Tensor, model: MethodModel
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Total loss for one batch and its named parts (for the training log)."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
+        """Total loss for one batch and its named parts for the training log (detached tensors:
+        the engine reads them only when it writes a log record, so steps need no host sync)."""
         loss = nn.functional.cross_entropy(outputs["logits"], targets)
-        return loss, {"ce": float(loss.detach())}
+        return loss, {"ce": loss.detach()}
 
     def param_groups(self, model: MethodModel, lr: dict[str, float]) -> list[dict[str, Any]]:
         """Optimiser parameter groups: backbone at ``lr['features']``, head at ``lr['classifier']``."""

@@ -41,7 +41,7 @@ from tqdm import tqdm
 from oltr_bench.config import config_hash, dump_yaml
 from oltr_bench.data import image_cache
 from oltr_bench.data.images import UndecodableItems, UnreadableImage
-from oltr_bench.data.lists import Batch, ListDataset, make_loader, make_reader
+from oltr_bench.data.lists import Batch, ListDataset, make_loader, make_reader, raise_failures
 from oltr_bench.data.samplers import EpochBatches, epoch_batches, make_stream
 from oltr_bench.data.transforms import build_pipeline
 from oltr_bench.engine import checkpoint, distributed, rundir
@@ -223,7 +223,8 @@ class Engine:
     def _inputs(self, batch: Batch, dataset: ListDataset | None) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Model input and labels on the device (``dataset`` None: cached inputs, used as they are);
         None when every image of the batch was skipped."""
-        self._note_skipped(batch.skipped)
+        raise_failures(batch.skipped)
+        self._note_skipped([item.path for item in batch.skipped])
         while True:
             if len(batch.y) == 0:
                 return None
@@ -546,9 +547,16 @@ class Engine:
 
     def _train_epoch(self, net, batches, dataset: ListDataset, optimizers, epoch: int, epochs: int, steps: int,
                      start_mode: str) -> tuple[float, float]:
+        # The loss stays on the device between checks: reading it every step would make the host
+        # wait for the GPU each step. Finiteness, the progress bar and step records are checked
+        # every ``log.every_steps`` steps (every 50 when step records are off) and at the end.
         log_every = int(self.cfg["log"]["every_steps"])
+        check_every = log_every or 50
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.progress, unit="step", dynamic_ncols=True)
-        started, seen, loss_sum = time.perf_counter(), 0, 0.0
+        started, seen = time.perf_counter(), 0
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        finite = torch.ones((), dtype=torch.bool, device=self.device)
+        last_check = 0
         for step, batch in enumerate(batches):
             prepared = self._inputs(batch, dataset if start_mode == "images" else None)
             n = 0 if prepared is None else len(prepared[1])
@@ -559,28 +567,36 @@ class Engine:
             with self._autocast():
                 outputs = net(x, y) if start_mode == "images" else net(x, y, start=start_mode)
                 loss, parts = self.method.loss(outputs, y, self.model)
-            value = float(loss.detach())
-            if distributed.all_sum_int(self.dist, int(not math.isfinite(value))):
-                raise OltrError(f"the {self.cfg['method']} loss became non-finite ({value} on rank {self.rank}) at epoch "
-                                f"{epoch + 1}, step {step + 1}; lower the learning rate")
+            loss_value = loss.detach()
+            finite &= torch.isfinite(loss_value)
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
             loss.backward()
             for opt in optimizers:
                 opt.step()
             seen += n
-            loss_sum += value * n
-            elapsed = max(time.perf_counter() - started, 1e-9)
+            loss_sum += loss_value.double() * n
             bar.update(1)
+            if (step + 1) % check_every and step + 1 != steps:
+                continue
+            value = float(loss_value)
+            if distributed.all_sum_int(self.dist, int(not bool(finite))):
+                raise OltrError(f"the {self.cfg['method']} loss became non-finite (rank {self.rank}) at epoch {epoch + 1}, "
+                                f"between steps {last_check + 1} and {step + 1}; lower the learning rate")
+            last_check = step + 1
+            elapsed = max(time.perf_counter() - started, 1e-9)
             bar.set_postfix(loss=f"{value:.3f}", img_s=f"{seen * self.world_size / elapsed:.0f}")
             if log_every and (step + 1) % log_every == 0:
                 (global_loss,) = distributed.all_mean(self.dist, [value])
                 self._write_log({"event": "step", "epoch": epoch + 1, "step": step + 1, "global_step": epoch * steps + step + 1,
-                                 "loss": global_loss, **{k: v for k, v in parts.items() if k != "loss"},
+                                 "loss": global_loss, **{k: float(v) for k, v in parts.items() if k != "loss"},
                                  "lr": [g["lr"] for opt in optimizers for g in opt.param_groups],
                                  "images_per_s": seen * self.world_size / elapsed})
         bar.close()
-        loss_total, seen_total = distributed.all_mean(self.dist, [loss_sum, float(seen)])
+        if distributed.all_sum_int(self.dist, int(not bool(finite))):  # steps after the last check were skipped ones
+            raise OltrError(f"the {self.cfg['method']} loss became non-finite (rank {self.rank}) at epoch {epoch + 1}, "
+                            f"after step {last_check}; lower the learning rate")
+        loss_total, seen_total = distributed.all_mean(self.dist, [float(loss_sum), float(seen)])
         return loss_total / max(seen_total, 1e-9), seen * self.world_size / max(time.perf_counter() - started, 1e-9)
 
     # -- prediction --------------------------------------------------------------------------
