@@ -234,3 +234,33 @@ def test_open_root_without_the_2010_devkit(folders_tree, tmp_path):
     (tmp_path / "open" / "ILSVRC2010_val_00000007.JPEG").touch()
     with pytest.raises(OltrError, match="ILSVRC2010_validation_ground_truth.txt with meta.mat.*use it with --official"):
         build(folders_tree[0], tmp_path / "out", open_root=tmp_path / "open")
+
+
+def test_incomplete_per_wnid_val_needs_allow_missing(tmp_path, capsys):
+    """Like the flat layout: missing validation images stop the split unless --allow-missing."""
+    import shutil
+
+    root = tmp_path / "in"
+    imagenet_tree(root, train_per_class=2, val_per_class=2)
+    names = wnids()
+    for w in names[:3]:
+        shutil.rmtree(root / "val" / w)
+    small = Profile("pareto", alpha=6.0, max_count=1, min_count=1)
+    with pytest.raises(OltrError, match=r"has wnid folders for 997 of the 1000 ILSVRC-2012 classes; missing e.g. "
+                                        rf"{names[0]}, {names[1]}, {names[2]}; pass --allow-missing"):
+        build(root, tmp_path / "out", profile=small)
+    split = build(root, tmp_path / "out", profile=small, allow_missing=True)
+    assert split.manifest["files"]["test"]["lines"] == 1994
+    err = capsys.readouterr().err
+    assert "warning: " in err and "note: " in err and "holds 1,994 validation images; ILSVRC-2012 has 50,000" in err
+
+
+def test_per_wnid_val_folder_with_fewer_images_needs_allow_missing(tmp_path):
+    root = tmp_path / "in"
+    imagenet_tree(root, train_per_class=2, val_per_class=2)
+    w = wnids()[7]
+    next((root / "val" / w).iterdir()).unlink()
+    small = Profile("pareto", alpha=6.0, max_count=1, min_count=1)
+    with pytest.raises(OltrError, match=rf"1 class folders in .*val hold fewer than the 2 validation images of the others, e.g. {w} \(1\)"):
+        build(root, tmp_path / "out", profile=small)
+    assert build(root, tmp_path / "out", profile=small, allow_missing=True).manifest["files"]["test"]["lines"] == 1999

@@ -25,6 +25,7 @@ import csv
 import io
 import re
 import tarfile
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ VAL_2012 = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
 VAL_2010 = re.compile(r"^ILSVRC2010_val_(\d{8})\.JPEG$", re.IGNORECASE)
 DEFAULT_PROFILE = Profile("pareto", alpha=6.0, max_count=1280, min_count=5)
 DEFAULT_VAL_PER_CLASS = 20
+VAL_IMAGES_2012 = 50_000
 OPEN_CLASSES_2010 = 360  # ILSVRC-2010 classes absent from ILSVRC-2012 (18,000 = 360 x 50 open images)
 _SKIP = ("train", "val", "test", "Data", "Annotations", "ImageSets")
 
@@ -233,6 +235,38 @@ def _kaggle_labels(root: Path, base: Path) -> tuple[dict[int, str], str] | None:
     return labels, str(csv_path)
 
 
+def _check_val_folders(val: Path, per_class: dict[str, list[str]], allow_missing: bool) -> None:
+    """Stop on an incomplete per-wnid val/ (as the flat layout does against its labels) unless ``allow_missing``.
+
+    Without a label file the reference is the set itself: ILSVRC-2012 has a folder for each of
+    the 1000 classes and the same number of images (50) in each, so an absent folder, or a
+    folder with fewer images than most, means images are missing.
+    """
+    absent = [w for w in wnids() if w not in per_class]
+    sizes = Counter(len(paths) for paths in per_class.values())
+    usual = max(sizes, key=lambda n: (sizes[n], n)) if sizes else 0
+    short = sorted(w for w, paths in per_class.items() if len(paths) < usual)
+    problems = []
+    if absent:
+        problems.append(
+            f"{val} has wnid folders for {len(per_class)} of the 1000 ILSVRC-2012 classes; missing e.g. "
+            + ", ".join(absent[:3])
+        )
+    if short:
+        problems.append(
+            f"{len(short)} class folders in {val} hold fewer than the {usual} validation images of the others, e.g. "
+            + ", ".join(f"{w} ({len(per_class[w])})" for w in short[:3])
+        )
+    if problems:
+        message = "; ".join(problems)
+        if not allow_missing:
+            raise OltrError(message + "; pass --allow-missing to write a test list without the missing images")
+        inform("warning: " + message)
+    total = sum(len(paths) for paths in per_class.values())
+    if total != VAL_IMAGES_2012:
+        inform(f"note: {val} holds {total:,} validation images; ILSVRC-2012 has {VAL_IMAGES_2012:,} (50 per class)")
+
+
 def scan_val(root: Path, base: Path, progress: bool, allow_missing: bool) -> tuple[list[tuple[str, int]], str]:
     """The test list (all validation images, label = sorted-wnid index) and where its labels came from."""
     val = base / "val"
@@ -252,6 +286,7 @@ def scan_val(root: Path, base: Path, progress: bool, allow_missing: bool) -> tup
         if unknown:
             raise OltrError(f"{val} has wnid folders that are not ILSVRC-2012 classes, e.g. {', '.join(unknown[:3])}")
         per_class = scan_class_folders(val, folders, prefix="val/", progress=progress)
+        _check_val_folders(val, per_class, allow_missing)
         for wnid, paths in per_class.items():
             entries += [(p, index[wnid]) for p in paths]
         source = f"{val}/<wnid>/ folders"
