@@ -84,7 +84,7 @@ def test_listings_come_from_the_registry(cli):
         (("make-splits", "--dataset", "folder"), "needs --root DIR"),
         (("make-splits", "--dataset", "folder", "--root", "/does/not/exist"), "does not exist or is not a directory"),
         (("make-splits", "--root", "/tmp"), "dataset 'embedded' does not use --root"),
-        (("make-splits", "--dataset", "folder", "--root", ".", "--alpha", "2"), "needs all of --alpha, --max and --min"),
+        (("make-splits", "--dataset", "ms1m", "--alpha", "2"), "dataset 'ms1m_lt' does not use --alpha; it accepts:"),
         (("report", "/does/not/exist"), "does not exist; expected a run directory"),
         (("evaluate", "--predictions", "nope.npz", "--splits", "."), "is not a split directory"),
     ],

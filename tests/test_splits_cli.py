@@ -81,6 +81,10 @@ def test_interrupt_leaves_nothing_behind(cli, tree, tmp_path, monkeypatch):
         (("--dataset", "places", "--root", "/does/not/exist"), "does not exist or is not a directory"),
         (("--dataset", "imagenet", "--root", ".", "--counts", "1,x"), "--counts '1,x': expected 'released'"),
         (("--dataset", "imagenet", "--root", ".", "--counts", "5", "--alpha", "2"), "do not combine it with --alpha"),
+        # The flags typed are named, never an internal option (--profile) or a rule of another dataset.
+        (("--dataset", "ms1m", "--alpha", "2", "--max", "5", "--min", "1"), "dataset 'ms1m_lt' does not use --alpha, --max, --min;"),
+        (("--dataset", "ms1m", "--alpha", "2"), "dataset 'ms1m_lt' does not use --alpha;"),
+        (("--counts", "5,6"), "dataset 'embedded' does not use --counts;"),
     ],
 )
 def test_bad_options(cli, args, message):
@@ -92,3 +96,25 @@ def test_partial_pareto_options_take_the_protocol_defaults(cli, tree, tmp_path):
     cli("make-splits", "--dataset", "imagenet", "--root", str(tree), "--max", "3", "--min", "1", "--val-per-class", "1")
     manifest = json.loads((tmp_path / "work" / "splits" / "imagenet_lt" / "manifest.json").read_text())
     assert manifest["source"]["profile"] == {"kind": "pareto", "alpha": 6.0, "max": 3, "min": 1}
+
+
+def test_bad_option_messages_name_only_real_flags(cli):
+    output = cli("make-splits", "--dataset", "ms1m", "--max", "5", ok=False).output
+    accepted = output.split("it accepts:")[1]
+    assert "--profile" not in output and "--max" in output and "--counts" not in accepted
+    assert "--train-fraction" in accepted
+
+
+def test_folder_takes_a_partial_pareto_profile(cli, tmp_path):
+    """What --alpha/--max/--min leave open comes from the data-derived defaults."""
+    from tests.splits_trees import touch
+
+    for i, n in enumerate([40, 30, 25, 20]):
+        for j in range(n):
+            touch(tmp_path / "birds" / f"c{i}" / f"{j:03d}.jpg")
+    cli("make-splits", "--dataset", "folder", "--root", str(tmp_path / "birds"), "--open-classes", "0",
+        "--val-per-class", "2", "--test-per-class", "3", "--min", "3")
+    manifest = json.loads((tmp_path / "work" / "splits" / "birds" / "manifest.json").read_text())
+    profile = manifest["source"]["profile"]
+    assert profile["kind"] == "pareto" and profile["alpha"] == 6.0 and profile["min"] == 3
+    assert manifest["source"]["profile_from_data"] == ["max"] and min(manifest["train_counts"]) == 3

@@ -15,9 +15,9 @@ from oltr_bench.registry import DATASETS
 from oltr_bench.splits import glyphs
 from oltr_bench.splits.builder import assign_counts, build_lt_split, class_rng
 from oltr_bench.splits.format import SplitDir, write_split_dir
-from oltr_bench.splits.profile import Profile
+from oltr_bench.splits.profile import PartialPareto, Profile
 from oltr_bench.splits.scan import scan_class_folders
-from oltr_bench.splits.spec import DatasetSpec, check_options, ensure_free, write_checked_split
+from oltr_bench.splits.spec import PROFILE_OPTIONS, DatasetSpec, check_options, ensure_free, write_checked_split
 
 __all__ = ["DatasetSpec", "check_options", "Embedded", "Folder"]
 
@@ -91,7 +91,7 @@ class Folder(DatasetSpec):
 
     name = "folder"
     needs = "--root DIR with one subfolder of images per class; some classes are held out as the open set"
-    options = frozenset({"root", "name", "open_classes", "profile", "val_per_class", "test_per_class", "open_per_class"})
+    options = frozenset({"root", "name", "open_classes", "val_per_class", "test_per_class", "open_per_class"}) | PROFILE_OPTIONS
 
     def make_splits(
         self,
@@ -103,7 +103,7 @@ class Folder(DatasetSpec):
         root: Path | None = None,
         name: str | None = None,
         open_classes: int | None = None,
-        profile: Profile | None = None,
+        profile: Profile | PartialPareto | None = None,
         val_per_class: int | None = None,
         test_per_class: int | None = None,
         open_per_class: int | None = None,
@@ -123,7 +123,10 @@ class Folder(DatasetSpec):
         known = [c for c in names if c not in unknown]
         val = 20 if val_per_class is None else val_per_class
         test = 50 if test_per_class is None else test_per_class
-        if profile is None:
+        from_data: list[str] = []
+        if not isinstance(profile, Profile):
+            # Defaults come from the data: what --alpha/--max/--min leave open is fitted to the classes.
+            given = profile or PartialPareto()
             smallest = min(len(class_files[c]) for c in known) - val - test
             largest = max(len(class_files[c]) for c in known) - val - test
             if smallest < 1:
@@ -131,7 +134,8 @@ class Folder(DatasetSpec):
                     f"the smallest known class of {root} has {smallest + val + test} images; it needs more than "
                     f"{val} val + {test} test (lower --val-per-class/--test-per-class)"
                 )
-            profile = Profile("pareto", alpha=6.0, max_count=largest, min_count=min(5, smallest))
+            from_data = [key for key, value in (("max", given.max_count), ("min", given.min_count)) if value is None]
+            profile = given.complete(6.0, largest, min(5, smallest, given.max_count or smallest))
         built = build_lt_split(
             class_files, known, unknown, profile,
             val_per_class=val, test_per_class=test, open_per_class=open_per_class, seed=seed, source_name=str(root),
@@ -141,6 +145,7 @@ class Folder(DatasetSpec):
             "generator": "folder",
             "seed": seed,
             "profile": profile.to_dict(),
+            "profile_from_data": from_data,
             "val_per_class": val,
             "test_per_class": test,
             "open_per_class": open_per_class,

@@ -37,7 +37,7 @@ from oltr_bench.registry import DATASETS
 from oltr_bench.splits.official import Release, import_lists
 from oltr_bench.splits.builder import build_lt_split
 from oltr_bench.splits.format import SplitDir
-from oltr_bench.splits.profile import Profile
+from oltr_bench.splits.profile import PartialPareto, Profile, resolve_profile
 from oltr_bench.splits.scan import (
     find_duplicates,
     find_file,
@@ -48,7 +48,7 @@ from oltr_bench.splits.scan import (
     scan_class_folders,
     subdirectories,
 )
-from oltr_bench.splits.spec import DatasetSpec, ensure_free, write_checked_split
+from oltr_bench.splits.spec import PROFILE_OPTIONS, DatasetSpec, ensure_free, write_checked_split
 
 WNID = re.compile(r"^n\d{8}$")
 VAL_2012 = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
@@ -362,8 +362,7 @@ class ImageNetLT(DatasetSpec):
         "+ devkit (ILSVRC2010_validation_ground_truth.txt, meta.mat) for the open set; --official DIR: the released "
         "ImageNet_LT_*.txt lists instead of generating"
     )
-    options = frozenset({"root", "official", "open_root", "allow_missing", "profile", "val_per_class"})
-    default_profile = DEFAULT_PROFILE
+    options = frozenset({"root", "official", "open_root", "allow_missing", "val_per_class"}) | PROFILE_OPTIONS
 
     def make_splits(
         self,
@@ -376,7 +375,7 @@ class ImageNetLT(DatasetSpec):
         official: Path | None = None,
         open_root: Path | None = None,
         allow_missing: bool = False,
-        profile: Profile | None = None,
+        profile: Profile | PartialPareto | None = None,
         val_per_class: int | None = None,
         **_: Any,
     ) -> SplitDir:
@@ -392,7 +391,7 @@ class ImageNetLT(DatasetSpec):
                 allow_missing=allow_missing, out_root=out_root, overwrite=overwrite, progress=progress,
             )
         base = data_root(root)
-        profile = profile or DEFAULT_PROFILE
+        profile = resolve_profile(profile, DEFAULT_PROFILE)
         val = DEFAULT_VAL_PER_CLASS if val_per_class is None else val_per_class
         train_files = scan_train(base, progress)
         test, test_source = scan_val(root, base, progress, allow_missing)

@@ -73,6 +73,37 @@ class Profile:
         return pareto_counts(num_classes, self.alpha, self.max_count, self.min_count)
 
 
+@dataclass(frozen=True)
+class PartialPareto:
+    """A Pareto profile as given by ``--alpha/--max/--min``: ``None`` where a value was not given.
+
+    The dataset completes it with its defaults (:func:`resolve_profile`): the protocol's profile
+    for ImageNet-LT and Places-LT, values fitted to the data for an image-folder dataset.
+    """
+
+    alpha: float | None = None
+    max_count: int | None = None
+    min_count: int | None = None
+
+    def complete(self, alpha: float, max_count: int, min_count: int) -> Profile:
+        """The Pareto profile with the given values and these defaults for the others."""
+        return Profile(
+            "pareto",
+            alpha=alpha if self.alpha is None else self.alpha,
+            max_count=max_count if self.max_count is None else self.max_count,
+            min_count=min_count if self.min_count is None else self.min_count,
+        )
+
+
+def resolve_profile(profile: Profile | PartialPareto | None, default: Profile) -> Profile:
+    """The profile to build with: ``profile`` completed from ``default`` (``default`` when none was given)."""
+    if profile is None:
+        return default
+    if isinstance(profile, PartialPareto):
+        return profile.complete(default.alpha, default.max_count, default.min_count)
+    return profile
+
+
 def expected_ratios(num_classes: int, alpha: float) -> np.ndarray:
     """``E[X_(k) / X_(n)]`` for k = 1..n (ascending), X_i iid Lomax(alpha).
 
