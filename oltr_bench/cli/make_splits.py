@@ -36,7 +36,7 @@ def _profile(alpha, max_count, min_count, counts, dataset: str) -> Profile | Par
 @click.option("--name", help="folder: dataset name for the split directory [default: the root folder's name].")
 @click.option("--open-classes", type=int, help="folder: number of classes held out as the open set [default: a fifth].")
 @click.option("--alpha", type=float, help="Pareto shape of the long-tailed profile [imagenet 6, places 1.54, folder 6]. Any of --alpha/--max/--min not given takes the dataset's default.")
-@click.option("--max", "max_count", type=int, help="Training images of the largest class [imagenet 1280, places 4980, folder: the largest the class folders can hold].")
+@click.option("--max", "max_count", type=int, help="Training images of the largest class [imagenet 1280, places 4980, folder: the largest whose profile fits the class folders].")
 @click.option("--min", "min_count", type=int, help="Training images of the smallest class [5; folder: 5 or the smallest class's room if less].")
 @click.option("--counts", help="Explicit per-class training counts in label order: 'released' (imagenet/places), a file of integers, or 5,7,12,...")
 @click.option("--val-per-class", type=int, help="Validation images per class [imagenet/places/folder 20, ms1m 2].")

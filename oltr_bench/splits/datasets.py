@@ -15,7 +15,7 @@ from oltr_bench.registry import DATASETS
 from oltr_bench.splits import glyphs
 from oltr_bench.splits.builder import assign_counts, build_lt_split, class_rng
 from oltr_bench.splits.format import SplitDir, write_split_dir
-from oltr_bench.splits.profile import PartialPareto, Profile
+from oltr_bench.splits.profile import PartialPareto, Profile, fit_pareto_max
 from oltr_bench.splits.scan import scan_class_folders
 from oltr_bench.splits.spec import PROFILE_OPTIONS, DatasetSpec, check_options, ensure_free, write_checked_split
 
@@ -93,6 +93,10 @@ class Folder(DatasetSpec):
     needs = "--root DIR with one subfolder of images per class; some classes are held out as the open set"
     options = frozenset({"root", "name", "open_classes", "val_per_class", "test_per_class", "open_per_class"}) | PROFILE_OPTIONS
 
+    # Defaults for what --alpha/--min leave open (--max is fitted to the class folders).
+    default_alpha = 6.0
+    default_min = 5
+
     def make_splits(
         self,
         out_root: Path,
@@ -127,15 +131,20 @@ class Folder(DatasetSpec):
         if not isinstance(profile, Profile):
             # Defaults come from the data: what --alpha/--max/--min leave open is fitted to the classes.
             given = profile or PartialPareto()
-            smallest = min(len(class_files[c]) for c in known) - val - test
-            largest = max(len(class_files[c]) for c in known) - val - test
+            room = [len(class_files[c]) - val - test for c in known]
+            smallest = min(room)
             if smallest < 1:
                 raise OltrError(
                     f"the smallest known class of {root} has {smallest + val + test} images; it needs more than "
                     f"{val} val + {test} test (lower --val-per-class/--test-per-class)"
                 )
+            alpha = self.default_alpha if given.alpha is None else given.alpha
+            low = min(self.default_min, smallest, given.max_count or smallest) if given.min_count is None else given.min_count
+            # The largest class is not enough: with uneven classes the 2nd, 3rd... largest counts
+            # must fit the 2nd, 3rd... largest classes too.
+            high = fit_pareto_max(room, alpha, low) if given.max_count is None else given.max_count
             from_data = [key for key, value in (("max", given.max_count), ("min", given.min_count)) if value is None]
-            profile = given.complete(6.0, largest, min(5, smallest, given.max_count or smallest))
+            profile = given.complete(alpha, high, low)
         built = build_lt_split(
             class_files, known, unknown, profile,
             val_per_class=val, test_per_class=test, open_per_class=open_per_class, seed=seed, source_name=str(root),

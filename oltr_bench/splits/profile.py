@@ -104,8 +104,9 @@ def resolve_profile(profile: Profile | PartialPareto | None, default: Profile) -
     return profile
 
 
+@functools.lru_cache(maxsize=8)
 def expected_ratios(num_classes: int, alpha: float) -> np.ndarray:
-    """``E[X_(k) / X_(n)]`` for k = 1..n (ascending), X_i iid Lomax(alpha).
+    """``E[X_(k) / X_(n)]`` for k = 1..n (ascending), X_i iid Lomax(alpha); cached, read-only.
 
     Given the largest draw's CDF value t, the other n-1 draws are iid uniform on (0, t) in CDF
     space, so the k-th smallest is ``Q(t*B)`` with ``B ~ Beta(k, n-k)`` and the Lomax quantile
@@ -123,7 +124,9 @@ def expected_ratios(num_classes: int, alpha: float) -> np.ndarray:
     for t, w in zip(v ** (1.0 / n), wt):
         top = (1.0 - t) ** (-1.0 / alpha) - 1.0
         ratios += w * (((1.0 - t * beta_q) ** (-1.0 / alpha) - 1.0) @ wq) / top
-    return np.append(ratios, 1.0)
+    out = np.append(ratios, 1.0)
+    out.flags.writeable = False  # shared by the cache
+    return out
 
 
 def pareto_counts(num_classes: int, alpha: float, max_count: int, min_count: int) -> list[int]:
@@ -144,6 +147,30 @@ def _pareto_counts(num_classes: int, alpha: float, max_count: int, min_count: in
     m = expected_ratios(num_classes, alpha)
     scaled = min_count + (m - m[0]) / (m[-1] - m[0]) * (max_count - min_count)
     return tuple(int(v) for v in np.rint(scaled[::-1]))
+
+
+def fit_pareto_max(capacities: Sequence[int], alpha: float, min_count: int) -> int:
+    """The largest ``max`` whose Pareto(alpha) profile down to ``min_count`` fits the classes.
+
+    ``capacities`` are the most training images each class can give. A profile fits when its
+    k-th largest count is at most the k-th largest capacity for every k, which is exactly when
+    :func:`~oltr_bench.splits.builder.assign_counts` can place every count. Counts grow with
+    ``max``, so the largest fitting ``max`` is found by bisection. Returns ``min_count`` when no
+    profile fits (a class smaller than ``min_count``; the builder then names it).
+    """
+    room = np.sort(np.asarray(capacities, dtype=np.int64))[::-1]
+
+    def fits(max_count: int) -> bool:
+        return bool((np.asarray(pareto_counts(len(room), alpha, max_count, min_count)) <= room).all())
+
+    low, high = min_count, max(int(room[0]), min_count)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def shot_groups(counts: Sequence[int]) -> tuple[int, int, int]:

@@ -1,0 +1,52 @@
+"""The image-folder dataset (``--dataset folder``): default profile, errors, names, determinism."""
+
+import json
+
+import pytest
+
+from oltr_bench.errors import OltrError
+from oltr_bench.registry import DATASETS
+from oltr_bench.splits.profile import PartialPareto, pareto_counts
+from tests.splits_trees import touch
+
+# The reviewer's tree: uneven class folders, the smallest just big enough.
+UNEVEN = {"c0": 200, "c1": 150, "c2": 120, "c3": 90, "c4": 71, "c5": 100, "c6": 100, "c7": 100, "c8": 100, "c9": 60}
+
+
+def folder_tree(root, sizes):
+    for name, n in sizes.items():
+        for j in range(n):
+            touch(root / name / f"{j:04d}.jpg")
+    return root
+
+
+def build(root, out, **options):
+    return DATASETS.get("folder")().make_splits(out, seed=0, overwrite=False, progress=False, root=root, **options)
+
+
+@pytest.fixture(scope="module")
+def uneven(tmp_path_factory):
+    return folder_tree(tmp_path_factory.mktemp("ftree") / "ftree", UNEVEN)
+
+
+def test_default_profile_fits_uneven_class_folders(uneven, tmp_path):
+    """The default max is the largest whose profile fits every class, not the largest class's room."""
+    split = build(uneven, tmp_path, val_per_class=10, test_per_class=20)
+    source = split.manifest["source"]
+    assert source["open_classes"] == ["c2", "c5"]  # seed 0 holds out two of the ten classes
+    # Room for training images: 170, 120, 70, 70, 70, 60, 41, 30. With max 161 the 3rd largest
+    # count would be 71 > 70; max 160 gives 160, 101, 70, 50, 35, 23, 13, 5.
+    assert source["profile"] == {"kind": "pareto", "alpha": 6.0, "max": 160, "min": 5}
+    assert source["profile_from_data"] == ["max", "min"]
+    assert sorted(split.train_counts, reverse=True) == pareto_counts(8, 6.0, 160, 5) == [160, 101, 70, 50, 35, 23, 13, 5]
+    for name, count in zip(split.classes, split.train_counts):
+        assert count <= UNEVEN[name] - 30
+    assert json.loads((split.path / "manifest.json").read_text())["source"]["profile"]["max"] == 160
+
+
+def test_given_values_are_kept_and_the_rest_fitted(uneven, tmp_path):
+    split = build(uneven, tmp_path, val_per_class=10, test_per_class=20, profile=PartialPareto(alpha=2.0, min_count=8))
+    source = split.manifest["source"]
+    assert source["profile"]["alpha"] == 2.0 and source["profile"]["min"] == 8
+    assert source["profile_from_data"] == ["max"]
+    assert min(split.train_counts) == 8
