@@ -50,3 +50,18 @@ def test_given_values_are_kept_and_the_rest_fitted(uneven, tmp_path):
     assert source["profile"]["alpha"] == 2.0 and source["profile"]["min"] == 8
     assert source["profile_from_data"] == ["max"]
     assert min(split.train_counts) == 8
+
+
+def test_too_few_images_names_the_class_folder_and_the_other_short_ones(uneven, tmp_path):
+    # Known classes with seed 0: c0 c1 c3 c4 c6 c7 c8 c9 (c2, c5 held out); 71 needed.
+    with pytest.raises(OltrError) as err:
+        build(uneven, tmp_path, val_per_class=20, test_per_class=50)
+    assert str(err.value) == (
+        f"class folder {uneven / 'c9'} has 60 images; it needs at least 71 (50 test + 20 val + 1 train); "
+        "lower --test-per-class/--val-per-class, or add images to the folder"
+    )
+    with pytest.raises(OltrError, match=rf"class folder {uneven / 'c9'} has 60 images; it needs at least 91 \(60 test \+ 20 val "
+                                        r"\+ 11 train\); 2 more of the 8 known class folders are short too: c4 \(71\), c3 \(90\); "
+                                        r"lower --test-per-class/--val-per-class/--min, or add images to these folders"):
+        build(uneven, tmp_path, val_per_class=20, test_per_class=60, profile=PartialPareto(min_count=11))
+    assert not (tmp_path / "ftree").exists()

@@ -131,13 +131,9 @@ class Folder(DatasetSpec):
         if not isinstance(profile, Profile):
             # Defaults come from the data: what --alpha/--max/--min leave open is fitted to the classes.
             given = profile or PartialPareto()
+            _check_class_sizes(Path(root), class_files, known, val, test, given.min_count)
             room = [len(class_files[c]) - val - test for c in known]
             smallest = min(room)
-            if smallest < 1:
-                raise OltrError(
-                    f"the smallest known class of {root} has {smallest + val + test} images; it needs more than "
-                    f"{val} val + {test} test (lower --val-per-class/--test-per-class)"
-                )
             alpha = self.default_alpha if given.alpha is None else given.alpha
             low = min(self.default_min, smallest, given.max_count or smallest) if given.min_count is None else given.min_count
             # The largest class is not enough: with uneven classes the 2nd, 3rd... largest counts
@@ -165,6 +161,27 @@ class Folder(DatasetSpec):
             roots={split: str(Path(root).resolve()) for split in built.lists}, source=source, overwrite=overwrite,
             progress=progress,
         )
+
+
+def _check_class_sizes(root: Path, class_files: dict[str, list[str]], known: list[str], val: int, test: int,
+                       min_count: int | None) -> None:
+    """Every known class folder must hold its test and val images and at least ``--min`` (or 1) for training."""
+    least = 1 if min_count is None else min_count
+    need = test + val + least
+    short = sorted((c for c in known if len(class_files[c]) < need), key=lambda c: (len(class_files[c]), c))
+    if not short:
+        return
+    first = short[0]
+    others = ""
+    if len(short) > 1:
+        examples = ", ".join(f"{c} ({len(class_files[c])})" for c in short[1:4])
+        others = f"; {len(short) - 1} more of the {len(known)} known class folders are short too: {examples}" + (", ..." if len(short) > 4 else "")
+    lower = "--test-per-class/--val-per-class" + ("/--min" if min_count is not None else "")
+    raise OltrError(
+        f"class folder {root / first} has {len(class_files[first])} images; it needs at least {need} "
+        f"({test} test + {val} val + {least} train){others}; lower {lower}, or add images to "
+        + ("these folders" if others else "the folder")
+    )
 
 
 # ImageNet-LT, Places-LT and MS1M-LT register themselves on import.
