@@ -65,3 +65,21 @@ def test_too_few_images_names_the_class_folder_and_the_other_short_ones(uneven, 
                                         r"lower --test-per-class/--val-per-class/--min, or add images to these folders"):
         build(uneven, tmp_path, val_per_class=20, test_per_class=60, profile=PartialPareto(min_count=11))
     assert not (tmp_path / "ftree").exists()
+
+
+@pytest.mark.parametrize("name", ["../escaped", "..", ".hidden", "a/b", "/abs", "", "with space", "café"])
+def test_bad_names_are_refused_before_anything_is_written(tmp_path, name):
+    root = folder_tree(tmp_path / "small", {"a": 4, "b": 4})
+    with pytest.raises(OltrError, match=rf"--name {name!r} is not a valid split name: .*\[A-Za-z0-9\]\[A-Za-z0-9_.-\]\*"):
+        build(root, tmp_path / "out" / "splits", name=name, val_per_class=1, test_per_class=1, open_classes=0)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "escaped").exists()
+
+
+def test_names_are_lower_cased_and_derived_names_checked(tmp_path):
+    root = folder_tree(tmp_path / "My-Birds", {"a": 4, "b": 4})
+    options = dict(val_per_class=1, test_per_class=1, open_classes=0)
+    assert build(root, tmp_path / "out", **options).path == tmp_path / "out" / "my_birds"
+    assert build(root, tmp_path / "out", name="Birds.v2", **options).path == tmp_path / "out" / "birds.v2"
+    odd = folder_tree(tmp_path / "(copy)", {"a": 4, "b": 4})
+    with pytest.raises(OltrError, match=r"the split name '\(copy\)' \(from the folder name of --root .*\) is not a valid split name.*; choose one with --name"):
+        build(odd, tmp_path / "out", **options)

@@ -33,7 +33,7 @@ def _profile(alpha, max_count, min_count, counts, dataset: str) -> Profile | Par
 @click.option("--allow-missing", is_flag=True, help="Write the split even if some listed images are missing (they are counted in the manifest).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Parent folder of the split directory [default: oltr_work/splits].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
-@click.option("--name", help="folder: dataset name for the split directory [default: the root folder's name].")
+@click.option("--name", help="folder: name of the split directory, [A-Za-z0-9][A-Za-z0-9_.-]*, lower-cased [default: the root folder's name].")
 @click.option("--open-classes", type=int, help="folder: number of classes held out as the open set [default: a fifth].")
 @click.option("--alpha", type=float, help="Pareto shape of the long-tailed profile [imagenet 6, places 1.54, folder 6]. Any of --alpha/--max/--min not given takes the dataset's default.")
 @click.option("--max", "max_count", type=int, help="Training images of the largest class [imagenet 1280, places 4980, folder: the largest whose profile fits the class folders].")

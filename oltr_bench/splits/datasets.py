@@ -7,6 +7,7 @@ image-folder dataset are defined here; ImageNet-LT, Places-LT and MS1M-LT have a
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,7 @@ class Folder(DatasetSpec):
     ) -> SplitDir:
         if root is None:
             raise OltrError("dataset 'folder' needs --root DIR (a folder with one subfolder per class)")
-        dataset = name or Path(root).resolve().name.lower().replace("-", "_").replace(" ", "_") or "folder"
+        dataset = split_name(name, Path(root))
         ensure_free(out_root / dataset, overwrite)
         class_files = scan_class_folders(Path(root), progress=progress)
         names = sorted(class_files)
@@ -161,6 +162,27 @@ class Folder(DatasetSpec):
             roots={split: str(Path(root).resolve()) for split in built.lists}, source=source, overwrite=overwrite,
             progress=progress,
         )
+
+
+SPLIT_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+
+
+def split_name(name: str | None, root: Path) -> str:
+    """The split directory name: ``--name`` or the root folder's name, lower-cased and checked.
+
+    The name becomes a folder under ``--out``, so it must not be able to leave it (``..``, ``/``).
+    """
+    if name is not None:
+        chosen, what, fix = name.lower(), f"--name {name!r}", ""
+    else:
+        chosen = root.resolve().name.lower().replace("-", "_").replace(" ", "_") or "folder"
+        what, fix = f"the split name {chosen!r} (from the folder name of --root {root})", "; choose one with --name"
+    if not SPLIT_NAME.fullmatch(chosen):
+        raise OltrError(
+            f"{what} is not a valid split name: expected letters, digits, '_', '.' or '-', starting with a letter or "
+            f"digit ([A-Za-z0-9][A-Za-z0-9_.-]*, lower-cased){fix}"
+        )
+    return chosen
 
 
 def _check_class_sizes(root: Path, class_files: dict[str, list[str]], known: list[str], val: int, test: int,
