@@ -152,3 +152,19 @@ def test_verify_checks_line_counts_and_keeps_the_parsed_lists(tmp_path):
     edit_manifest(split, files=files)
     with pytest.raises(OltrError, match=r"manifest.json: files.val.lines is 7; the list has 2 lines"):
         load_split_dir(split.path)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_split_directory_and_files_follow_the_umask(tmp_path, umask):
+    """Like mkdir and open: a split directory is not private to its writer (mkdtemp would make it 0700)."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        split = write(tmp_path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(split.path.stat().st_mode) == 0o777 & ~umask
+    assert stat.S_IMODE((split.path / "manifest.json").stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE((split.path / "Toy_LT_train.txt").stat().st_mode) == 0o666 & ~umask
