@@ -41,11 +41,13 @@ def summary(metrics: dict) -> str:
 def evaluate_cmd(predictions, splits, protocol, threshold, which, method, partial, json_out) -> None:
     """Validate a predictions file against a split and compute every metric.
 
-    The file must hold every test and open id of the split exactly once (any order), finite
-    scores with the split's class count (probabilities that sum to 1), 'pred' values in
-    {-1, 0..C-1} if given, and the split's fingerprint; it is read without unpickling. Each
-    problem is reported with the key, what was found and what was expected. Writes the results
-    JSON atomically (metrics, per-class accuracy, curves for plots) and prints a short table.
+    The file must hold every id of the evaluation set exactly once, in any order: the test and
+    open ids for --set test, the val ids for --set val (with --partial, at least one of them, each at most
+    once, and no others); finite scores with the split's class count (probabilities that sum to
+    1), 'pred' values in {-1, 0..C-1} if given, and the split's fingerprint. It is read without
+    unpickling. Each problem is reported with the key, what was found and what was expected.
+    Writes the results JSON atomically (metrics, per-class accuracy, curves for plots) and prints
+    a short table.
 
     \b
     Example:

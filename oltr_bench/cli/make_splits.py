@@ -30,7 +30,7 @@ def _profile(alpha, max_count, min_count, counts, dataset: str) -> Profile | Par
 @click.option("--root", type=click.Path(path_type=Path), help="The dataset as you have it on disk.")
 @click.option("--official", type=click.Path(path_type=Path), help="imagenet/places: folder with the released <Prefix>_*.txt lists to import and verify instead of generating.")
 @click.option("--open-root", type=click.Path(path_type=Path), help="imagenet/places: the open-set images (ILSVRC-2010 val + devkit; Places-Extra69 test; or the <Prefix>_open/ folder shipped with the lists).")
-@click.option("--allow-missing", is_flag=True, help="Write the split even if some listed images are missing (they are counted in the manifest).")
+@click.option("--allow-missing", is_flag=True, help="Write the split although images are missing: imported lists are kept whole (the manifest counts the missing images); a generated test list leaves out the validation images that are missing.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Parent folder of the split directory [default: oltr_work/splits].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
 @click.option("--name", help="folder: name of the split directory, [A-Za-z0-9][A-Za-z0-9_.-]*, lower-cased [default: the root folder's name].")
