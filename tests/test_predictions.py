@@ -300,6 +300,20 @@ def test_probs_must_be_probabilities(split, tmp_path):
     assert evaluate_file(save(tmp_path / "ok.npz", {**a, "probs": probs}), split)["counts"]["known"] == 12
 
 
+@pytest.mark.parametrize("excess, accepted", [(2e-3, False), (1.0001e-3, False), (9.999e-4, True), (1e-6, True), (-2e-3, False)])
+def test_probs_sum_tolerance_edges(split, tmp_path, excess, accepted):
+    """Rows must sum to 1 within PROBS_TOLERANCE = 1e-3 (in float64), no more, no less."""
+    a = without(good_arrays(split), "logits")
+    probs = np.full((17, 4), 0.25, dtype=np.float64)
+    probs[5, 3] += excess
+    if accepted:
+        assert evaluate_file(save(tmp_path / "ok.npz", {**a, "probs": probs}), split)["counts"]["known"] == 12
+    else:
+        check_error(split, tmp_path, {**a, "probs": probs},
+                    f"probs: found 1 rows that do not sum to 1 (worst: test/c1/2.png sums to {1 + excess:.6g}); "
+                    "expected rows that sum to 1 within 0.001")
+
+
 def test_pred(split, tmp_path):
     a = good_arrays(split)
     check_error(split, tmp_path, {**a, "pred": np.zeros(17)}, "pred: found dtype float64 with shape (17,); expected an integer array of shape (17,)")
