@@ -7,7 +7,7 @@ import pytest
 from oltr_bench.errors import OltrError
 from oltr_bench.registry import DATASETS
 from oltr_bench.splits.profile import PartialPareto, pareto_counts
-from tests.splits_trees import touch
+from tests.splits_trees import same_split, shuffle_listings, touch
 
 # The reviewer's tree: uneven class folders, the smallest just big enough.
 UNEVEN = {"c0": 200, "c1": 150, "c2": 120, "c3": 90, "c4": 71, "c5": 100, "c6": 100, "c7": 100, "c8": 100, "c9": 60}
@@ -83,3 +83,14 @@ def test_names_are_lower_cased_and_derived_names_checked(tmp_path):
     odd = folder_tree(tmp_path / "(copy)", {"a": 4, "b": 4})
     with pytest.raises(OltrError, match=r"the split name '\(copy\)' \(from the folder name of --root .*\) is not a valid split name.*; choose one with --name"):
         build(odd, tmp_path / "out", **options)
+
+
+def test_deterministic_whatever_the_listing_order(uneven, tmp_path, monkeypatch):
+    first = build(uneven, tmp_path / "a", val_per_class=10, test_per_class=20)
+    shuffle_listings(monkeypatch, seed=1)
+    second = build(uneven, tmp_path / "b", val_per_class=10, test_per_class=20)
+    same_split(first, second)
+    assert second.manifest["source"] == first.manifest["source"]
+    other = DATASETS.get("folder")().make_splits(tmp_path / "c", seed=1, overwrite=False, progress=False, root=uneven,
+                                                  val_per_class=10, test_per_class=20)
+    assert other.fingerprint != first.fingerprint
