@@ -11,7 +11,7 @@ from oltr_bench.registry import DATASETS
 from oltr_bench.splits.format import load_split_dir
 from oltr_bench.splits.imagenet import wnids
 from oltr_bench.splits.profile import Profile
-from tests.splits_trees import ilsvrc2010_tree, imagenet_tree
+from tests.splits_trees import ilsvrc2010_tree, imagenet_tree, same_split, shuffle_listings
 
 SMALL = Profile("pareto", alpha=6.0, max_count=5, min_count=1)
 
@@ -56,27 +56,12 @@ def test_per_wnid_layout(folders_tree, tmp_path):
 
 def test_deterministic_whatever_the_listing_order(folders_tree, tmp_path, monkeypatch):
     root, _ = folders_tree
-    first = build(root, tmp_path / "a")
-    real_scandir = os.scandir
-
-    class Reversed:
-        def __init__(self, path):
-            self.entries = list(real_scandir(path))[::-1]
-
-        def __iter__(self):
-            return iter(self.entries)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-    monkeypatch.setattr(os, "scandir", Reversed)
-    second = build(root, tmp_path / "b")
-    assert second.fingerprint == first.fingerprint
-    for name in first.manifest["files"].values():
-        assert (first.path / name["name"]).read_bytes() == (second.path / name["name"]).read_bytes()
+    ilsvrc2010_tree(tmp_path / "2010", ["n09999001", "n09999002"], open_per_class=4)
+    first = build(root, tmp_path / "a", open_root=tmp_path / "2010")
+    assert len(first.entries("open")) == 8
+    shuffle_listings(monkeypatch)
+    second = build(root, tmp_path / "b", open_root=tmp_path / "2010")
+    same_split(first, second)
     other_seed = DATASETS.get("imagenet")().make_splits(
         tmp_path / "c", seed=1, overwrite=False, progress=False, root=root, profile=SMALL, val_per_class=1)
     assert other_seed.fingerprint != first.fingerprint
