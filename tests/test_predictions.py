@@ -259,6 +259,10 @@ def test_fingerprint(split, tmp_path):
     assert "evaluate against the split the predictions were made for" in message
     check_error(split, tmp_path, {**a, "split_fingerprint": np.array([split.fingerprint])},
                 "split_fingerprint: found dtype <U64 with shape (1,); expected a string scalar")
+    # A value of 16 characters or fewer is shown whole, without a '...' that suggests more.
+    for short in ("abc", "", "0123456789abcdef"):
+        check_error(split, tmp_path, {**a, "split_fingerprint": np.array(short)},
+                    f"split_fingerprint: found {short!r}; expected {split.fingerprint[:16]}..., the fingerprint of")
 
 
 def test_ids_kind(split, tmp_path):
