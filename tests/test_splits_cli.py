@@ -51,6 +51,19 @@ def test_counts_from_a_file(cli, tree, tmp_path):
     assert manifest["source"]["profile"]["name"] == str(counts)
 
 
+@pytest.mark.parametrize("content, message", [
+    (" ".join(["2"] * 999), "--counts {file}: found 999 counts; expected 1,000, one per class in label order"),
+    (" ".join(["2"] * 4 + ["0"] + ["2"] * 995), "--counts {file}: entry 5 is 0; expected every count to be at least 1"),
+])
+def test_bad_counts_name_the_option_and_the_file(cli, tree, tmp_path, content, message):
+    counts = tmp_path / "counts.txt"
+    counts.write_text(content)
+    result = cli("make-splits", "--dataset", "imagenet", "--root", str(tree), "--counts", str(counts), ok=False)
+    assert result.exit_code == 2 and message.format(file=counts) in " ".join(result.output.split())
+    inline = cli("make-splits", "--dataset", "imagenet", "--root", str(tree), "--counts", "3,2,1", ok=False)
+    assert "--counts: found 3 counts; expected 1,000" in inline.output
+
+
 def test_released_counts_need_big_enough_classes(cli, tree):
     result = cli("make-splits", "--dataset", "imagenet", "--root", str(tree), "--counts", "released", ok=False)
     # The released class 0 has 50 training images; the miniature tree has 4 per class.

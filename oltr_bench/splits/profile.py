@@ -65,10 +65,14 @@ class Profile:
     def class_counts(self, num_classes: int) -> list[int]:
         """Pareto: counts from largest to smallest; explicit counts: as given (class order)."""
         if self.kind == "counts":
+            what = f"--counts {self.name}" if self.name else "--counts"
             if len(self.counts) != num_classes:
-                raise OltrError(f"the count profile has {len(self.counts)} entries but there are {num_classes} classes")
-            if any(c < 1 for c in self.counts):
-                raise OltrError("every entry of a count profile must be at least 1")
+                raise OltrError(
+                    f"{what}: found {len(self.counts):,} counts; expected {num_classes:,}, one per class in label order"
+                )
+            bad = next((i for i, c in enumerate(self.counts) if c < 1), None)
+            if bad is not None:
+                raise OltrError(f"{what}: entry {bad + 1} is {self.counts[bad]}; expected every count to be at least 1")
             return list(self.counts)
         return pareto_counts(num_classes, self.alpha, self.max_count, self.min_count)
 
