@@ -51,6 +51,7 @@ def test_per_wnid_layout(folders_tree, tmp_path):
     source = split.manifest["source"]
     assert source["profile"] == {"kind": "pareto", "alpha": 6.0, "max": 5, "min": 1} and source["seed"] == 0
     assert source["open"] is None and "open" not in split.manifest["files"]
+    assert source["allow_missing"] is False
     assert split.manifest["roots"]["train"] == str(root.resolve())
 
 
@@ -196,6 +197,7 @@ def test_incomplete_val_needs_allow_missing(tmp_path, capsys):
         build(root, tmp_path / "out", profile=small)
     split = build(root, tmp_path / "out", profile=small, allow_missing=True)
     assert split.manifest["files"]["test"]["lines"] == 999
+    assert split.manifest["source"]["allow_missing"] is True  # it changed the test list
     assert "warning: " in capsys.readouterr().err
 
 

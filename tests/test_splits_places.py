@@ -59,6 +59,7 @@ def test_layouts(layout, train_list, tmp_path):
         assert all(p.startswith(f"train/{names[label].replace('/', '-')}/") for p, label in train)
     assert Counter(label for _, label in split.entries("val")) == Counter(range(365))
     assert sorted(split.train_counts, reverse=True) == SMALL.class_counts(365)
+    assert split.manifest["source"]["allow_missing"] is False
 
 
 def test_file_list_and_scan_give_the_same_split(tmp_path):
@@ -117,3 +118,14 @@ def test_deterministic_whatever_the_listing_order(tmp_path, monkeypatch):
     shuffle_listings(monkeypatch)
     second = build(tmp_path / "in", tmp_path / "b", open_root=tmp_path / "extra")
     same_split(first, second)
+
+
+def test_incomplete_val_needs_allow_missing_and_the_manifest_says_so(tmp_path, capsys):
+    places_tree(tmp_path / "in")
+    (tmp_path / "in" / "val_256" / "Places365_val_00000004.jpg").unlink()
+    with pytest.raises(OltrError, match="val_256 has 364 of the 365 images labelled in .*places365_val.txt; missing e.g. "
+                                        "Places365_val_00000004.jpg; pass --allow-missing"):
+        build(tmp_path / "in", tmp_path / "out")
+    split = build(tmp_path / "in", tmp_path / "out", allow_missing=True)
+    assert split.manifest["files"]["test"]["lines"] == 364 and split.manifest["source"]["allow_missing"] is True
+    assert "warning: " in capsys.readouterr().err

@@ -411,6 +411,7 @@ class ImageNetLT(DatasetSpec):
             "val_from": "train images, disjoint from train",
             "test": "all ILSVRC-2012 validation images",
             "test_labels": test_source,
+            "allow_missing": allow_missing,  # True: the test list may lack missing validation images
             "found": {"train_images": sum(len(v) for v in train_files.values()), "val_images": len(test)},
         }
         if open_root is not None:

@@ -307,6 +307,7 @@ class PlacesLT(DatasetSpec):
             "val_from": "train images, disjoint from train",
             "test": "all Places365-Standard validation images",
             "test_labels": test_source,
+            "allow_missing": allow_missing,  # True: the test list may lack missing validation images
             "labels": "Places-LT order (categories_places365.txt with 116-118 and 141-142 permuted)",
             "found": {"train_images": sum(len(v) for v in train_files.values()), "val_images": len(test)},
         }
