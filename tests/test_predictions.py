@@ -398,3 +398,26 @@ def test_cli_bad_file_leaves_no_results(cli, split, tmp_path):
     result = cli("evaluate", "--predictions", str(path), "--splits", str(split.path), "--json", str(tmp_path / "r.json"), ok=False)
     assert result.exit_code == 2 and "logits: found 1 rows with NaN" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "r.json").exists()
+
+
+def test_cli_default_json_never_overwrites_a_run_directorys_results(cli, split, tmp_path, monkeypatch):
+    path = save(tmp_path / "p.npz", good_arrays(split))
+    run_dir = tmp_path / "runs" / "tiny" / "plain" / "20240101-000000-abcdef12"
+    run_dir.mkdir(parents=True)
+    (run_dir / "manifest.json").write_text(json.dumps({"format": "oltr-bench-run/1", "status": "running"}))
+    monkeypatch.chdir(run_dir)
+    args = ("evaluate", "--predictions", str(path), "--splits", str(split.path))
+    # An unfinished run: a results.json would mark it complete.
+    result = cli(*args, ok=False)
+    assert result.exit_code == 2 and "is a run directory" in result.output and "would mark that unfinished run complete" in result.output
+    assert not (run_dir / "results.json").exists()
+    (run_dir / "results.json").write_text('{"the": "run\'s own"}')
+    result = cli(*args, ok=False)
+    assert result.exit_code == 2 and "would replace that run's results.json; pass --json PATH" in " ".join(result.output.split())
+    assert json.loads((run_dir / "results.json").read_text()) == {"the": "run's own"}
+    # Named explicitly, it is replaced on purpose; elsewhere the default is fine.
+    cli(*args, "--json", "results.json")
+    assert json.loads((run_dir / "results.json").read_text())["dataset"] == "tiny"
+    monkeypatch.chdir(tmp_path)
+    cli(*args)
+    assert json.loads((tmp_path / "results.json").read_text())["dataset"] == "tiny"
