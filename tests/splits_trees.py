@@ -7,6 +7,8 @@ structure and file naming of ILSVRC-2012/2010, Places365 and the Kaggle ImageNet
 from __future__ import annotations
 
 import io
+import os
+import random
 import tarfile
 from pathlib import Path
 
@@ -106,10 +108,12 @@ def ilsvrc2010_tree(root: Path, open_wnids: list[str], known_per_class: int = 2,
 
 def places_tree(root: Path, *, train_per_class: int = 5, val_per_class: int = 1, layout: str = "data_256",
                 train_list: bool = False) -> dict[str, str]:
-    """A Places365-Standard copy (``data_256`` + ``val_256`` + ``places365_val.txt``, or ``easyformat``).
+    """A Places365-Standard copy (``data_256`` + ``val_256`` + ``places365_val.txt``; ``data_256_standard``,
+    torchvision's name for the same train tree; or ``easyformat``).
 
     Returns ``{val file name: class name}``. Labels in ``places365_val.txt`` are official indices.
     """
+    flat_val = layout in ("data_256", "data_256_standard")
     names = places_lt_classes()
     official = list(names)
     for lt, off in PLACES_LT_TO_OFFICIAL.items():
@@ -117,7 +121,7 @@ def places_tree(root: Path, *, train_per_class: int = 5, val_per_class: int = 1,
     truth, number = {}, 0
     lines = []
     for name in names:
-        folder = root / ("data_256/" + tree_folder(name) if layout == "data_256" else "train/" + easy_folder(name))
+        folder = root / (f"{layout}/" + tree_folder(name) if flat_val else "train/" + easy_folder(name))
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(train_per_class):
             (folder / f"{i + 1:08d}.jpg").touch()
@@ -127,9 +131,39 @@ def places_tree(root: Path, *, train_per_class: int = 5, val_per_class: int = 1,
             number += 1
             truth[f"Places365_val_{number:08d}.jpg"] = name
     for file, name in truth.items():
-        touch(root / ("val_256" if layout == "data_256" else f"val/{easy_folder(name)}") / file)
-    if layout == "data_256":
+        touch(root / ("val_256" if flat_val else f"val/{easy_folder(name)}") / file)
+    if flat_val:
         (root / "places365_val.txt").write_text("".join(f"{f} {official.index(n)}\n" for f, n in sorted(truth.items())))
         if train_list:
             (root / "places365_train_standard.txt").write_text("".join(sorted(lines)))
     return truth
+
+
+def shuffle_listings(monkeypatch, seed: int = 0) -> None:
+    """Make ``os.scandir`` list every directory in a shuffled order (a file system may use any order)."""
+    real_scandir = os.scandir
+    rng = random.Random(seed)
+
+    class Shuffled:
+        def __init__(self, path):
+            with real_scandir(path) as it:
+                self.entries = list(it)
+            rng.shuffle(self.entries)
+
+        def __iter__(self):
+            return iter(self.entries)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(os, "scandir", Shuffled)
+
+
+def same_split(a, b) -> None:
+    """Byte-identical lists and the same fingerprint."""
+    assert a.fingerprint == b.fingerprint and a.manifest["files"] == b.manifest["files"]
+    for info in a.manifest["files"].values():
+        assert (a.path / info["name"]).read_bytes() == (b.path / info["name"]).read_bytes()

@@ -84,7 +84,7 @@ def test_listings_come_from_the_registry(cli):
         (("make-splits", "--dataset", "folder"), "needs --root DIR"),
         (("make-splits", "--dataset", "folder", "--root", "/does/not/exist"), "does not exist or is not a directory"),
         (("make-splits", "--root", "/tmp"), "dataset 'embedded' does not use --root"),
-        (("make-splits", "--dataset", "folder", "--root", ".", "--alpha", "2"), "needs all of --alpha, --max and --min"),
+        (("make-splits", "--dataset", "ms1m", "--alpha", "2"), "dataset 'ms1m_lt' does not use --alpha; it accepts:"),
         (("report", "/does/not/exist"), "does not exist; expected a run directory"),
         (("evaluate", "--predictions", "nope.npz", "--splits", "."), "is not a split directory"),
     ],
@@ -111,3 +111,14 @@ def test_folder_dataset_end_to_end(cli, tmp_path):
     assert sorted(manifest["train_counts"], reverse=True)[0] == 20
     assert manifest["files"]["test"]["lines"] == 20 and manifest["files"]["val"]["lines"] == 12
     assert len(manifest["source"]["open_classes"]) == 2
+
+
+def test_help_texts_describe_what_the_commands_do(cli):
+    evaluate = " ".join(cli("evaluate", "--help").output.split())
+    assert "every test and open id of the split exactly once" not in evaluate
+    assert "every id of the evaluation set exactly once" in evaluate
+    assert "the val ids for --set val" in evaluate and "with --partial, at least one of them, each at most once" in evaluate
+    make = " ".join(cli("make-splits", "--help").output.split())
+    assert "(they are counted in the manifest)" not in make
+    assert "imported lists are kept whole (the manifest counts the missing images)" in make
+    assert "a generated test list leaves out the validation images that are missing" in make

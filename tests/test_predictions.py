@@ -259,6 +259,10 @@ def test_fingerprint(split, tmp_path):
     assert "evaluate against the split the predictions were made for" in message
     check_error(split, tmp_path, {**a, "split_fingerprint": np.array([split.fingerprint])},
                 "split_fingerprint: found dtype <U64 with shape (1,); expected a string scalar")
+    # A value of 16 characters or fewer is shown whole, without a '...' that suggests more.
+    for short in ("abc", "", "0123456789abcdef"):
+        check_error(split, tmp_path, {**a, "split_fingerprint": np.array(short)},
+                    f"split_fingerprint: found {short!r}; expected {split.fingerprint[:16]}..., the fingerprint of")
 
 
 def test_ids_kind(split, tmp_path):
@@ -298,6 +302,20 @@ def test_probs_must_be_probabilities(split, tmp_path):
                 "probs: found 1 rows that do not sum to 1 (worst: test/c1/2.png sums to 1.1); expected rows that sum to 1 within 0.001")
     probs[5] = [0.25, 0.25, 0.25, 0.2505]  # within tolerance
     assert evaluate_file(save(tmp_path / "ok.npz", {**a, "probs": probs}), split)["counts"]["known"] == 12
+
+
+@pytest.mark.parametrize("excess, accepted", [(2e-3, False), (1.0001e-3, False), (9.999e-4, True), (1e-6, True), (-2e-3, False)])
+def test_probs_sum_tolerance_edges(split, tmp_path, excess, accepted):
+    """Rows must sum to 1 within PROBS_TOLERANCE = 1e-3 (in float64), no more, no less."""
+    a = without(good_arrays(split), "logits")
+    probs = np.full((17, 4), 0.25, dtype=np.float64)
+    probs[5, 3] += excess
+    if accepted:
+        assert evaluate_file(save(tmp_path / "ok.npz", {**a, "probs": probs}), split)["counts"]["known"] == 12
+    else:
+        check_error(split, tmp_path, {**a, "probs": probs},
+                    f"probs: found 1 rows that do not sum to 1 (worst: test/c1/2.png sums to {1 + excess:.6g}); "
+                    "expected rows that sum to 1 within 0.001")
 
 
 def test_pred(split, tmp_path):
@@ -380,3 +398,26 @@ def test_cli_bad_file_leaves_no_results(cli, split, tmp_path):
     result = cli("evaluate", "--predictions", str(path), "--splits", str(split.path), "--json", str(tmp_path / "r.json"), ok=False)
     assert result.exit_code == 2 and "logits: found 1 rows with NaN" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "r.json").exists()
+
+
+def test_cli_default_json_never_overwrites_a_run_directorys_results(cli, split, tmp_path, monkeypatch):
+    path = save(tmp_path / "p.npz", good_arrays(split))
+    run_dir = tmp_path / "runs" / "tiny" / "plain" / "20240101-000000-abcdef12"
+    run_dir.mkdir(parents=True)
+    (run_dir / "manifest.json").write_text(json.dumps({"format": "oltr-bench-run/1", "status": "running"}))
+    monkeypatch.chdir(run_dir)
+    args = ("evaluate", "--predictions", str(path), "--splits", str(split.path))
+    # An unfinished run: a results.json would mark it complete.
+    result = cli(*args, ok=False)
+    assert result.exit_code == 2 and "is a run directory" in result.output and "would mark that unfinished run complete" in result.output
+    assert not (run_dir / "results.json").exists()
+    (run_dir / "results.json").write_text('{"the": "run\'s own"}')
+    result = cli(*args, ok=False)
+    assert result.exit_code == 2 and "would replace that run's results.json; pass --json PATH" in " ".join(result.output.split())
+    assert json.loads((run_dir / "results.json").read_text()) == {"the": "run's own"}
+    # Named explicitly, it is replaced on purpose; elsewhere the default is fine.
+    cli(*args, "--json", "results.json")
+    assert json.loads((run_dir / "results.json").read_text())["dataset"] == "tiny"
+    monkeypatch.chdir(tmp_path)
+    cli(*args)
+    assert json.loads((tmp_path / "results.json").read_text())["dataset"] == "tiny"

@@ -7,7 +7,7 @@ import pytest
 
 from oltr_bench.errors import OltrError
 from oltr_bench.splits.builder import build_lt_split
-from oltr_bench.splits.profile import Profile, pareto_counts
+from oltr_bench.splits.profile import Profile, fit_pareto_max, pareto_counts
 
 
 def groups(counts):
@@ -78,3 +78,30 @@ def test_too_small_class_names_the_class():
 def test_bad_profiles(args, message):
     with pytest.raises(OltrError, match=message):
         pareto_counts(*args)
+
+
+@pytest.mark.parametrize(
+    "room, alpha, low",
+    [
+        ([170, 120, 70, 70, 70, 60, 41, 30], 6.0, 5),  # uneven class folders: the largest class alone is not the bound
+        ([500] * 10, 6.0, 5),  # even classes: max = their size
+        ([3, 900, 40, 41, 200, 12, 7, 650, 90, 5, 33, 18], 1.5, 3),
+    ],
+)
+def test_fitted_max_is_the_largest_that_fits(room, alpha, low):
+    """Bisection agrees with a plain scan from the largest class down, and the profile is placeable."""
+    fitted = fit_pareto_max(room, alpha, low)
+
+    def fits(m):
+        return all(c <= r for c, r in zip(pareto_counts(len(room), alpha, m, low), sorted(room, reverse=True)))
+
+    scanned = next(m for m in range(max(room), low - 1, -1) if fits(m))
+    assert fitted == scanned
+    files = {f"k{i}": [f"k{i}/{j}.png" for j in range(r)] for i, r in enumerate(room)}
+    profile = Profile("pareto", alpha=alpha, max_count=fitted, min_count=low)
+    built = build_lt_split(files, list(files), [], profile, val_per_class=0, test_per_class=0, open_per_class=None, seed=0)
+    assert sorted(built.class_counts, reverse=True) == pareto_counts(len(room), alpha, fitted, low)
+
+
+def test_fitted_max_when_nothing_fits_is_the_minimum():
+    assert fit_pareto_max([10, 2], 6.0, 3) == 3

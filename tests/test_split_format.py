@@ -114,3 +114,57 @@ def test_test_and_open_ids_are_unique_even_with_other_roots(tmp_path):
         write(tmp_path, lists=lists, roots=roots)
     with pytest.raises(OltrError, match="'a/1.png' appears twice in the train list"):
         write(tmp_path, lists=dict(LISTS, train=[("a/1.png", 0), ("a/1.png", 0), ("b/1.png", 1)]))
+
+
+def edit_manifest(split, **changes):
+    path = split.path / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest.update(changes)
+    path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        # Shot groups come from train_counts: inflating them must not pass under the list's fingerprint.
+        ({"train_counts": [5000, 5000]}, r"manifest.json: train_counts does not match the train list \(class 0 has 5000 there but 2 lines"),
+        ({"train_counts": [2, 1, 0]}, r"manifest.json: train_counts does not match the train list \(it has 3 entries; expected 2\)"),
+        ({"classes": ["a", "b", "c"]}, r"manifest.json: classes has 3 names; expected one name per class \(num_classes = 2\)"),
+        ({"num_classes": 1, "classes": ["a"], "train_counts": [2]},
+         r"Toy_LT_train.txt:3: label 1 outside 0..0 \(num_classes is 1 in .*manifest.json\)"),
+        ({"num_classes": "2"}, r"manifest.json: num_classes is '2'; expected a positive integer"),
+    ],
+)
+def test_verify_checks_the_manifest_keys_derived_from_the_lists(tmp_path, changes, message):
+    split = write(tmp_path)
+    edit_manifest(split, **changes)
+    with pytest.raises(OltrError, match=message):
+        load_split_dir(split.path)
+    assert load_split_dir(split.path, verify=False).manifest["num_classes"] == changes.get("num_classes", 2)
+
+
+def test_verify_checks_line_counts_and_keeps_the_parsed_lists(tmp_path):
+    split = write(tmp_path)
+    loaded = load_split_dir(split.path)
+    assert loaded._cache == LISTS  # parsed once while verifying
+    files = json.loads((split.path / "manifest.json").read_text())["files"]
+    files["val"]["lines"] = 7
+    edit_manifest(split, files=files)
+    with pytest.raises(OltrError, match=r"manifest.json: files.val.lines is 7; the list has 2 lines"):
+        load_split_dir(split.path)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_split_directory_and_files_follow_the_umask(tmp_path, umask):
+    """Like mkdir and open: a split directory is not private to its writer (mkdtemp would make it 0700)."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        split = write(tmp_path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(split.path.stat().st_mode) == 0o777 & ~umask
+    assert stat.S_IMODE((split.path / "manifest.json").stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE((split.path / "Toy_LT_train.txt").stat().st_mode) == 0o666 & ~umask

@@ -51,6 +51,19 @@ def test_counts_from_a_file(cli, tree, tmp_path):
     assert manifest["source"]["profile"]["name"] == str(counts)
 
 
+@pytest.mark.parametrize("content, message", [
+    (" ".join(["2"] * 999), "--counts {file}: found 999 counts; expected 1,000, one per class in label order"),
+    (" ".join(["2"] * 4 + ["0"] + ["2"] * 995), "--counts {file}: entry 5 is 0; expected every count to be at least 1"),
+])
+def test_bad_counts_name_the_option_and_the_file(cli, tree, tmp_path, content, message):
+    counts = tmp_path / "counts.txt"
+    counts.write_text(content)
+    result = cli("make-splits", "--dataset", "imagenet", "--root", str(tree), "--counts", str(counts), ok=False)
+    assert result.exit_code == 2 and message.format(file=counts) in " ".join(result.output.split())
+    inline = cli("make-splits", "--dataset", "imagenet", "--root", str(tree), "--counts", "3,2,1", ok=False)
+    assert "--counts: found 3 counts; expected 1,000" in inline.output
+
+
 def test_released_counts_need_big_enough_classes(cli, tree):
     result = cli("make-splits", "--dataset", "imagenet", "--root", str(tree), "--counts", "released", ok=False)
     # The released class 0 has 50 training images; the miniature tree has 4 per class.
@@ -81,6 +94,10 @@ def test_interrupt_leaves_nothing_behind(cli, tree, tmp_path, monkeypatch):
         (("--dataset", "places", "--root", "/does/not/exist"), "does not exist or is not a directory"),
         (("--dataset", "imagenet", "--root", ".", "--counts", "1,x"), "--counts '1,x': expected 'released'"),
         (("--dataset", "imagenet", "--root", ".", "--counts", "5", "--alpha", "2"), "do not combine it with --alpha"),
+        # The flags typed are named, never an internal option (--profile) or a rule of another dataset.
+        (("--dataset", "ms1m", "--alpha", "2", "--max", "5", "--min", "1"), "dataset 'ms1m_lt' does not use --alpha, --max, --min;"),
+        (("--dataset", "ms1m", "--alpha", "2"), "dataset 'ms1m_lt' does not use --alpha;"),
+        (("--counts", "5,6"), "dataset 'embedded' does not use --counts;"),
     ],
 )
 def test_bad_options(cli, args, message):
@@ -92,3 +109,25 @@ def test_partial_pareto_options_take_the_protocol_defaults(cli, tree, tmp_path):
     cli("make-splits", "--dataset", "imagenet", "--root", str(tree), "--max", "3", "--min", "1", "--val-per-class", "1")
     manifest = json.loads((tmp_path / "work" / "splits" / "imagenet_lt" / "manifest.json").read_text())
     assert manifest["source"]["profile"] == {"kind": "pareto", "alpha": 6.0, "max": 3, "min": 1}
+
+
+def test_bad_option_messages_name_only_real_flags(cli):
+    output = cli("make-splits", "--dataset", "ms1m", "--max", "5", ok=False).output
+    accepted = output.split("it accepts:")[1]
+    assert "--profile" not in output and "--max" in output and "--counts" not in accepted
+    assert "--train-fraction" in accepted
+
+
+def test_folder_takes_a_partial_pareto_profile(cli, tmp_path):
+    """What --alpha/--max/--min leave open comes from the data-derived defaults."""
+    from tests.splits_trees import touch
+
+    for i, n in enumerate([40, 30, 25, 20]):
+        for j in range(n):
+            touch(tmp_path / "birds" / f"c{i}" / f"{j:03d}.jpg")
+    cli("make-splits", "--dataset", "folder", "--root", str(tmp_path / "birds"), "--open-classes", "0",
+        "--val-per-class", "2", "--test-per-class", "3", "--min", "3")
+    manifest = json.loads((tmp_path / "work" / "splits" / "birds" / "manifest.json").read_text())
+    profile = manifest["source"]["profile"]
+    assert profile["kind"] == "pareto" and profile["alpha"] == 6.0 and profile["min"] == 3
+    assert manifest["source"]["profile_from_data"] == ["max"] and min(manifest["train_counts"]) == 3

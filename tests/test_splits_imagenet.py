@@ -11,7 +11,7 @@ from oltr_bench.registry import DATASETS
 from oltr_bench.splits.format import load_split_dir
 from oltr_bench.splits.imagenet import wnids
 from oltr_bench.splits.profile import Profile
-from tests.splits_trees import ilsvrc2010_tree, imagenet_tree
+from tests.splits_trees import ilsvrc2010_tree, imagenet_tree, same_split, shuffle_listings
 
 SMALL = Profile("pareto", alpha=6.0, max_count=5, min_count=1)
 
@@ -51,32 +51,18 @@ def test_per_wnid_layout(folders_tree, tmp_path):
     source = split.manifest["source"]
     assert source["profile"] == {"kind": "pareto", "alpha": 6.0, "max": 5, "min": 1} and source["seed"] == 0
     assert source["open"] is None and "open" not in split.manifest["files"]
+    assert source["allow_missing"] is False
     assert split.manifest["roots"]["train"] == str(root.resolve())
 
 
 def test_deterministic_whatever_the_listing_order(folders_tree, tmp_path, monkeypatch):
     root, _ = folders_tree
-    first = build(root, tmp_path / "a")
-    real_scandir = os.scandir
-
-    class Reversed:
-        def __init__(self, path):
-            self.entries = list(real_scandir(path))[::-1]
-
-        def __iter__(self):
-            return iter(self.entries)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-    monkeypatch.setattr(os, "scandir", Reversed)
-    second = build(root, tmp_path / "b")
-    assert second.fingerprint == first.fingerprint
-    for name in first.manifest["files"].values():
-        assert (first.path / name["name"]).read_bytes() == (second.path / name["name"]).read_bytes()
+    ilsvrc2010_tree(tmp_path / "2010", ["n09999001", "n09999002"], open_per_class=4)
+    first = build(root, tmp_path / "a", open_root=tmp_path / "2010")
+    assert len(first.entries("open")) == 8
+    shuffle_listings(monkeypatch)
+    second = build(root, tmp_path / "b", open_root=tmp_path / "2010")
+    same_split(first, second)
     other_seed = DATASETS.get("imagenet")().make_splits(
         tmp_path / "c", seed=1, overwrite=False, progress=False, root=root, profile=SMALL, val_per_class=1)
     assert other_seed.fingerprint != first.fingerprint
@@ -211,6 +197,7 @@ def test_incomplete_val_needs_allow_missing(tmp_path, capsys):
         build(root, tmp_path / "out", profile=small)
     split = build(root, tmp_path / "out", profile=small, allow_missing=True)
     assert split.manifest["files"]["test"]["lines"] == 999
+    assert split.manifest["source"]["allow_missing"] is True  # it changed the test list
     assert "warning: " in capsys.readouterr().err
 
 
@@ -234,3 +221,33 @@ def test_open_root_without_the_2010_devkit(folders_tree, tmp_path):
     (tmp_path / "open" / "ILSVRC2010_val_00000007.JPEG").touch()
     with pytest.raises(OltrError, match="ILSVRC2010_validation_ground_truth.txt with meta.mat.*use it with --official"):
         build(folders_tree[0], tmp_path / "out", open_root=tmp_path / "open")
+
+
+def test_incomplete_per_wnid_val_needs_allow_missing(tmp_path, capsys):
+    """Like the flat layout: missing validation images stop the split unless --allow-missing."""
+    import shutil
+
+    root = tmp_path / "in"
+    imagenet_tree(root, train_per_class=2, val_per_class=2)
+    names = wnids()
+    for w in names[:3]:
+        shutil.rmtree(root / "val" / w)
+    small = Profile("pareto", alpha=6.0, max_count=1, min_count=1)
+    with pytest.raises(OltrError, match=r"has wnid folders for 997 of the 1000 ILSVRC-2012 classes; missing e.g. "
+                                        rf"{names[0]}, {names[1]}, {names[2]}; pass --allow-missing"):
+        build(root, tmp_path / "out", profile=small)
+    split = build(root, tmp_path / "out", profile=small, allow_missing=True)
+    assert split.manifest["files"]["test"]["lines"] == 1994
+    err = capsys.readouterr().err
+    assert "warning: " in err and "note: " in err and "holds 1,994 validation images; ILSVRC-2012 has 50,000" in err
+
+
+def test_per_wnid_val_folder_with_fewer_images_needs_allow_missing(tmp_path):
+    root = tmp_path / "in"
+    imagenet_tree(root, train_per_class=2, val_per_class=2)
+    w = wnids()[7]
+    next((root / "val" / w).iterdir()).unlink()
+    small = Profile("pareto", alpha=6.0, max_count=1, min_count=1)
+    with pytest.raises(OltrError, match=rf"1 class folders in .*val hold fewer than the 2 validation images of the others, e.g. {w} \(1\)"):
+        build(root, tmp_path / "out", profile=small)
+    assert build(root, tmp_path / "out", profile=small, allow_missing=True).manifest["files"]["test"]["lines"] == 1999

@@ -237,3 +237,17 @@ def test_shipped_canonical_fingerprint_is_the_released_oltr_import(dataset):
     assert shipped["dataset"] == dataset
     assert shipped["fingerprint"] == hashlib.sha256(text.encode()).hexdigest() == official.released_fingerprints(dataset)["oltr paths"]
     assert shipped["other_imports"] == {k: v for k, v in official.released_fingerprints(dataset).items() if k != "oltr paths"}
+
+
+@pytest.mark.parametrize("dataset, prefix, hint", [
+    ("imagenet", "ImageNet_LT", "the open images are ILSVRC2010_val_*.JPEG files: pass --open-root with the folder that holds them"),
+    ("places", "Places_LT", "pass --open-root with the folder of the open-set images"),
+])
+def test_missing_open_images_get_one_open_root_hint(tmp_path, dataset, prefix, hint):
+    lists = imagenet_lists() if dataset == "imagenet" else places_lists("oltr")
+    write_lists(tmp_path / "lists", prefix, lists)
+    make_images(tmp_path / "data", {k: v for k, v in lists.items() if k != "open"}, tmp_path)
+    with pytest.raises(OltrError) as err:
+        run(dataset, tmp_path, root=tmp_path / "data", official=tmp_path / "lists")
+    message = str(err.value)
+    assert message.count("--open-root") == 1 and f"({hint}); or pass --allow-missing to import the lists anyway" in message

@@ -8,7 +8,7 @@ from oltr_bench.errors import OltrError
 from oltr_bench.registry import DATASETS
 from oltr_bench.splits.places import DEFAULT_PROFILE, official_to_places_lt, places_lt_classes
 from oltr_bench.splits.profile import Profile, pareto_counts, released_counts, shot_groups
-from tests.splits_trees import places_tree, touch
+from tests.splits_trees import places_tree, same_split, shuffle_listings, touch
 
 SMALL = Profile("pareto", alpha=1.54, max_count=4, min_count=1)
 
@@ -37,7 +37,8 @@ def test_default_profile_has_the_released_shape():
     assert sum(released) == 62_500 and shot_groups(released) == (131, 163, 71) and max(released) == 4980
 
 
-@pytest.mark.parametrize("layout, train_list", [("data_256", False), ("data_256", True), ("easyformat", False)])
+@pytest.mark.parametrize("layout, train_list", [("data_256", False), ("data_256", True), ("data_256_standard", False),
+                                                ("data_256_standard", True), ("easyformat", False)])
 def test_layouts(layout, train_list, tmp_path):
     truth = places_tree(tmp_path / "in", layout=layout, train_list=train_list)
     split = build(tmp_path / "in", tmp_path / "out")
@@ -48,15 +49,17 @@ def test_layouts(layout, train_list, tmp_path):
     # Every val image gets its Places-LT label, whatever the file's own index scheme.
     assert {p.rsplit("/", 1)[1]: names[label] for p, label in test} == truth
     train = split.entries("train") + split.entries("val")
-    if layout == "data_256":
-        assert all(p.startswith(f"data_256/{names[label][0]}/{names[label]}/") for p, label in train)
+    if layout != "easyformat":
+        assert all(p.startswith(f"{layout}/{names[label][0]}/{names[label]}/") for p, label in train)
         assert all(p.startswith("val_256/Places365_val_") for p, _ in test)
         desert_road = [p for p, label in train if label == 116]
-        assert desert_road and all(p.startswith("data_256/d/desert_road/") for p in desert_road)
+        assert desert_road and all(p.startswith(f"{layout}/d/desert_road/") for p in desert_road)
+        assert split.manifest["source"]["layout"] == "data_256"
     else:
         assert all(p.startswith(f"train/{names[label].replace('/', '-')}/") for p, label in train)
     assert Counter(label for _, label in split.entries("val")) == Counter(range(365))
     assert sorted(split.train_counts, reverse=True) == SMALL.class_counts(365)
+    assert split.manifest["source"]["allow_missing"] is False
 
 
 def test_file_list_and_scan_give_the_same_split(tmp_path):
@@ -103,3 +106,26 @@ def test_missing_class_folder_is_named(tmp_path):
     (tmp_path / "in" / "train" / "apartment_building-outdoor").rmdir()
     with pytest.raises(OltrError, match="class folder .*train/apartment_building-outdoor is missing"):
         build(tmp_path / "in", tmp_path / "out")
+
+
+def test_deterministic_whatever_the_listing_order(tmp_path, monkeypatch):
+    """Train, val, test and the Places-Extra69 open list do not depend on the order directories are listed in."""
+    places_tree(tmp_path / "in", train_per_class=6, val_per_class=2)
+    for k in range(12):
+        touch(tmp_path / "extra" / f"{k % 3}" / f"{k}_extra_test_{k + 1:08d}.jpg")
+    first = build(tmp_path / "in", tmp_path / "a", open_root=tmp_path / "extra")
+    assert len(first.entries("open")) == 12
+    shuffle_listings(monkeypatch)
+    second = build(tmp_path / "in", tmp_path / "b", open_root=tmp_path / "extra")
+    same_split(first, second)
+
+
+def test_incomplete_val_needs_allow_missing_and_the_manifest_says_so(tmp_path, capsys):
+    places_tree(tmp_path / "in")
+    (tmp_path / "in" / "val_256" / "Places365_val_00000004.jpg").unlink()
+    with pytest.raises(OltrError, match="val_256 has 364 of the 365 images labelled in .*places365_val.txt; missing e.g. "
+                                        "Places365_val_00000004.jpg; pass --allow-missing"):
+        build(tmp_path / "in", tmp_path / "out")
+    split = build(tmp_path / "in", tmp_path / "out", allow_missing=True)
+    assert split.manifest["files"]["test"]["lines"] == 364 and split.manifest["source"]["allow_missing"] is True
+    assert "warning: " in capsys.readouterr().err

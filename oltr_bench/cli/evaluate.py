@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
+from oltr_bench.engine.rundir import RUN_FORMAT
+from oltr_bench.errors import OltrError
 from oltr_bench.metrics.protocols import DEFAULT_THRESHOLD, PROTOCOLS
 from oltr_bench.splits.format import load_split_dir
 
@@ -29,6 +32,26 @@ def summary(metrics: dict) -> str:
     )
 
 
+def _refuse_run_directory(default: Path) -> None:
+    """Never write the default ./results.json into a run directory: it is that run's result.
+
+    A run's results.json is written last and marks it complete, so replacing it (or adding one
+    to an unfinished run) would change what the run claims; --json says where on purpose.
+    """
+    manifest = default.parent / "manifest.json"
+    try:
+        is_run = json.loads(manifest.read_text(encoding="utf-8")).get("format") == RUN_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return  # no manifest, or not one a run writes
+    if is_run:
+        what = "would replace that run's results.json" if default.exists() else "would mark that unfinished run complete"
+        raise OltrError(
+            f"the current folder {default.parent.resolve()} is a run directory (its manifest.json is a run manifest), and "
+            f"writing the default ./results.json {what}; pass --json PATH to write the results elsewhere "
+            "(or --json results.json to replace the run's on purpose)"
+        )
+
+
 @click.command("evaluate")
 @click.option("--predictions", required=True, type=click.Path(path_type=Path), help="Predictions .npz (SPEC.md §2).")
 @click.option("--splits", required=True, type=click.Path(path_type=Path), help="The split directory the predictions were made for.")
@@ -37,15 +60,18 @@ def summary(metrics: dict) -> str:
 @click.option("--set", "which", type=click.Choice(["test", "val"]), default="test", show_default=True, help="Evaluation set: test (+ open) or val.")
 @click.option("--method", default=None, help="Method name recorded in the results (default: the file's meta 'method').")
 @click.option("--partial", is_flag=True, help="Score only the ids present (for --quick runs; never a valid submission).")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), default=Path("results.json"), show_default=True, help="Where to write the results.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+              help="Where to write the results [default: ./results.json, except in a run directory, whose results.json is the run's].")
 def evaluate_cmd(predictions, splits, protocol, threshold, which, method, partial, json_out) -> None:
     """Validate a predictions file against a split and compute every metric.
 
-    The file must hold every test and open id of the split exactly once (any order), finite
-    scores with the split's class count (probabilities that sum to 1), 'pred' values in
-    {-1, 0..C-1} if given, and the split's fingerprint; it is read without unpickling. Each
-    problem is reported with the key, what was found and what was expected. Writes the results
-    JSON atomically (metrics, per-class accuracy, curves for plots) and prints a short table.
+    The file must hold every id of the evaluation set exactly once, in any order: the test and
+    open ids for --set test, the val ids for --set val (with --partial, at least one of them, each at most
+    once, and no others); finite scores with the split's class count (probabilities that sum to
+    1), 'pred' values in {-1, 0..C-1} if given, and the split's fingerprint. It is read without
+    unpickling. Each problem is reported with the key, what was found and what was expected.
+    Writes the results JSON atomically (metrics, per-class accuracy, curves for plots) and prints
+    a short table.
 
     \b
     Example:
@@ -54,6 +80,9 @@ def evaluate_cmd(predictions, splits, protocol, threshold, which, method, partia
     """
     from oltr_bench.metrics.evaluate import evaluate_file, write_results
     from oltr_bench.report.tables import markdown
+    if json_out is None:
+        json_out = Path("results.json")
+        _refuse_run_directory(json_out)
     split = load_split_dir(splits)
     results = evaluate_file(predictions, split, which=which, protocol=protocol, threshold=threshold, method=method, partial=partial)
     results["provenance"]["predictions"] = str(predictions)

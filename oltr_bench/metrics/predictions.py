@@ -164,6 +164,11 @@ def expected_ids(split: SplitDir, which: str) -> tuple[list[str], np.ndarray, di
     return ids, np.asarray(labels, dtype=np.int64), origin
 
 
+def _abbreviate(fingerprint: str) -> str:
+    """The first 16 characters of a long fingerprint and '...'; a short (wrong) value whole, quoted."""
+    return f"{fingerprint[:16]}..." if len(fingerprint) > 16 else repr(fingerprint)
+
+
 def _first_bad(ids: np.ndarray, bad: np.ndarray) -> str:
     return str(ids[np.flatnonzero(bad)[0]])
 
@@ -224,7 +229,7 @@ def align(preds: Predictions, split: SplitDir, which: str, partial: bool = False
     """
     if preds.split_fingerprint != split.fingerprint:
         raise OltrError(
-            f"split_fingerprint: found {preds.split_fingerprint[:16]}...; expected {split.fingerprint[:16]}..., the "
+            f"split_fingerprint: found {_abbreviate(preds.split_fingerprint)}; expected {_abbreviate(split.fingerprint)}, the "
             f"fingerprint of {split.path}; evaluate against the split the predictions were made for"
         )
     check_arrays(preds, split.num_classes)

@@ -7,6 +7,7 @@ image-folder dataset are defined here; ImageNet-LT, Places-LT and MS1M-LT have a
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,9 @@ from oltr_bench.registry import DATASETS
 from oltr_bench.splits import glyphs
 from oltr_bench.splits.builder import assign_counts, build_lt_split, class_rng
 from oltr_bench.splits.format import SplitDir, write_split_dir
-from oltr_bench.splits.profile import Profile
+from oltr_bench.splits.profile import PartialPareto, Profile, fit_pareto_max
 from oltr_bench.splits.scan import scan_class_folders
-from oltr_bench.splits.spec import DatasetSpec, check_options, ensure_free, write_checked_split
+from oltr_bench.splits.spec import PROFILE_OPTIONS, DatasetSpec, check_options, ensure_free, write_checked_split
 
 __all__ = ["DatasetSpec", "check_options", "Embedded", "Folder"]
 
@@ -91,7 +92,11 @@ class Folder(DatasetSpec):
 
     name = "folder"
     needs = "--root DIR with one subfolder of images per class; some classes are held out as the open set"
-    options = frozenset({"root", "name", "open_classes", "profile", "val_per_class", "test_per_class", "open_per_class"})
+    options = frozenset({"root", "name", "open_classes", "val_per_class", "test_per_class", "open_per_class"}) | PROFILE_OPTIONS
+
+    # Defaults for what --alpha/--min leave open (--max is fitted to the class folders).
+    default_alpha = 6.0
+    default_min = 5
 
     def make_splits(
         self,
@@ -103,7 +108,7 @@ class Folder(DatasetSpec):
         root: Path | None = None,
         name: str | None = None,
         open_classes: int | None = None,
-        profile: Profile | None = None,
+        profile: Profile | PartialPareto | None = None,
         val_per_class: int | None = None,
         test_per_class: int | None = None,
         open_per_class: int | None = None,
@@ -111,7 +116,7 @@ class Folder(DatasetSpec):
     ) -> SplitDir:
         if root is None:
             raise OltrError("dataset 'folder' needs --root DIR (a folder with one subfolder per class)")
-        dataset = name or Path(root).resolve().name.lower().replace("-", "_").replace(" ", "_") or "folder"
+        dataset = split_name(name, Path(root))
         ensure_free(out_root / dataset, overwrite)
         class_files = scan_class_folders(Path(root), progress=progress)
         names = sorted(class_files)
@@ -123,15 +128,20 @@ class Folder(DatasetSpec):
         known = [c for c in names if c not in unknown]
         val = 20 if val_per_class is None else val_per_class
         test = 50 if test_per_class is None else test_per_class
-        if profile is None:
-            smallest = min(len(class_files[c]) for c in known) - val - test
-            largest = max(len(class_files[c]) for c in known) - val - test
-            if smallest < 1:
-                raise OltrError(
-                    f"the smallest known class of {root} has {smallest + val + test} images; it needs more than "
-                    f"{val} val + {test} test (lower --val-per-class/--test-per-class)"
-                )
-            profile = Profile("pareto", alpha=6.0, max_count=largest, min_count=min(5, smallest))
+        from_data: list[str] = []
+        if not isinstance(profile, Profile):
+            # Defaults come from the data: what --alpha/--max/--min leave open is fitted to the classes.
+            given = profile or PartialPareto()
+            _check_class_sizes(Path(root), class_files, known, val, test, given.min_count)
+            room = [len(class_files[c]) - val - test for c in known]
+            smallest = min(room)
+            alpha = self.default_alpha if given.alpha is None else given.alpha
+            low = min(self.default_min, smallest, given.max_count or smallest) if given.min_count is None else given.min_count
+            # The largest class is not enough: with uneven classes the 2nd, 3rd... largest counts
+            # must fit the 2nd, 3rd... largest classes too.
+            high = fit_pareto_max(room, alpha, low) if given.max_count is None else given.max_count
+            from_data = [key for key, value in (("max", given.max_count), ("min", given.min_count)) if value is None]
+            profile = given.complete(alpha, high, low)
         built = build_lt_split(
             class_files, known, unknown, profile,
             val_per_class=val, test_per_class=test, open_per_class=open_per_class, seed=seed, source_name=str(root),
@@ -141,6 +151,7 @@ class Folder(DatasetSpec):
             "generator": "folder",
             "seed": seed,
             "profile": profile.to_dict(),
+            "profile_from_data": from_data,
             "val_per_class": val,
             "test_per_class": test,
             "open_per_class": open_per_class,
@@ -151,6 +162,48 @@ class Folder(DatasetSpec):
             roots={split: str(Path(root).resolve()) for split in built.lists}, source=source, overwrite=overwrite,
             progress=progress,
         )
+
+
+SPLIT_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+
+
+def split_name(name: str | None, root: Path) -> str:
+    """The split directory name: ``--name`` or the root folder's name, lower-cased and checked.
+
+    The name becomes a folder under ``--out``, so it must not be able to leave it (``..``, ``/``).
+    """
+    if name is not None:
+        chosen, what, fix = name.lower(), f"--name {name!r}", ""
+    else:
+        chosen = root.resolve().name.lower().replace("-", "_").replace(" ", "_") or "folder"
+        what, fix = f"the split name {chosen!r} (from the folder name of --root {root})", "; choose one with --name"
+    if not SPLIT_NAME.fullmatch(chosen):
+        raise OltrError(
+            f"{what} is not a valid split name: expected letters, digits, '_', '.' or '-', starting with a letter or "
+            f"digit ([A-Za-z0-9][A-Za-z0-9_.-]*, lower-cased){fix}"
+        )
+    return chosen
+
+
+def _check_class_sizes(root: Path, class_files: dict[str, list[str]], known: list[str], val: int, test: int,
+                       min_count: int | None) -> None:
+    """Every known class folder must hold its test and val images and at least ``--min`` (or 1) for training."""
+    least = 1 if min_count is None else min_count
+    need = test + val + least
+    short = sorted((c for c in known if len(class_files[c]) < need), key=lambda c: (len(class_files[c]), c))
+    if not short:
+        return
+    first = short[0]
+    others = ""
+    if len(short) > 1:
+        examples = ", ".join(f"{c} ({len(class_files[c])})" for c in short[1:4])
+        others = f"; {len(short) - 1} more of the {len(known)} known class folders are short too: {examples}" + (", ..." if len(short) > 4 else "")
+    lower = "--test-per-class/--val-per-class" + ("/--min" if min_count is not None else "")
+    raise OltrError(
+        f"class folder {root / first} has {len(class_files[first])} images; it needs at least {need} "
+        f"({test} test + {val} val + {least} train){others}; lower {lower}, or add images to "
+        + ("these folders" if others else "the folder")
+    )
 
 
 # ImageNet-LT, Places-LT and MS1M-LT register themselves on import.

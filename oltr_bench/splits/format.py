@@ -225,7 +225,12 @@ def write_split_dir(
 
 
 def load_split_dir(path: str | os.PathLike, verify: bool = True) -> SplitDir:
-    """Load ``manifest.json`` from a split directory; with ``verify`` check every list's sha256."""
+    """Load ``manifest.json`` from a split directory.
+
+    With ``verify`` check every list's sha256 and the fingerprint, and that the manifest's
+    ``num_classes``, ``classes``, line counts and ``train_counts`` agree with the lists (every
+    label in range).
+    """
     path = Path(path)
     manifest_path = path / "manifest.json"
     if not manifest_path.is_file():
@@ -244,18 +249,70 @@ def load_split_dir(path: str | os.PathLike, verify: bool = True) -> SplitDir:
             raise OltrError(f"{manifest_path}: missing key {key!r}")
     split = SplitDir(path, manifest)
     if verify:
-        shas = {}
+        shas, texts = {}, {}
         for name, info in manifest["files"].items():
             file = path / info["name"]
             if not file.is_file():
                 raise OltrError(f"{manifest_path} lists {info['name']} but {file} does not exist")
-            sha = sha256_bytes(file.read_bytes())
+            data = file.read_bytes()
+            sha = sha256_bytes(data)
             if sha != info["sha256"]:
                 raise OltrError(
                     f"{file} was modified after the split was written: sha256 {sha[:16]}... "
                     f"differs from the manifest's {info['sha256'][:16]}..."
                 )
-            shas[name] = sha
+            shas[name], texts[name] = sha, data
         if fingerprint(shas) != manifest["fingerprint"]:
             raise OltrError(f"{manifest_path}: fingerprint does not match the list files")
+        _check_derived_keys(split, manifest_path, texts)
     return split
+
+
+def _check_derived_keys(split: SplitDir, manifest_path: Path, texts: dict[str, bytes]) -> None:
+    """Check the manifest keys that describe the lists against the lists themselves.
+
+    The fingerprint covers only the list files, yet ``evaluate`` takes its shot groups and some
+    methods their class priors from ``train_counts``: an edited manifest must not pass for the
+    split whose fingerprint it carries. The parsed lists are kept, so reading them later is free.
+    """
+    manifest = split.manifest
+    num_classes, classes = manifest["num_classes"], manifest["classes"]
+    if type(num_classes) is not int or num_classes < 1:
+        raise OltrError(f"{manifest_path}: num_classes is {num_classes!r}; expected a positive integer")
+    if not isinstance(classes, list) or len(classes) != num_classes:
+        found = f"{len(classes)} names" if isinstance(classes, list) else repr(classes)
+        raise OltrError(f"{manifest_path}: classes has {found}; expected one name per class (num_classes = {num_classes})")
+    absent = [s for s in ("train", "val", "test") if s not in texts]
+    unknown = [s for s in texts if s not in SPLITS]
+    if absent or unknown:
+        raise OltrError(
+            f"{manifest_path}: files has {', '.join(texts) or 'no lists'}; expected train, val, test and optionally open"
+        )
+    for name, data in texts.items():
+        where = str(split.path / manifest["files"][name]["name"])
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise OltrError(f"{where} is not UTF-8 text; expected '<relative path> <label>' lines") from None
+        try:
+            entries = parse_list(text, where, num_classes, open_list=(name == "open"))
+        except OltrError as exc:
+            raise OltrError(f"{exc} (num_classes is {num_classes} in {manifest_path})") from None
+        if manifest["files"][name].get("lines") != len(entries):
+            raise OltrError(
+                f"{manifest_path}: files.{name}.lines is {manifest['files'][name].get('lines')!r}; the list has {len(entries):,} lines"
+            )
+        split._cache[name] = entries
+    counts = train_counts(split._cache["train"], num_classes)
+    stated = manifest["train_counts"]
+    if stated != counts:
+        if not isinstance(stated, list) or len(stated) != num_classes:
+            found = f"{len(stated)} entries" if isinstance(stated, list) else repr(stated)
+            detail = f"it has {found}; expected {num_classes}"
+        else:
+            c = next(c for c in range(num_classes) if stated[c] != counts[c])
+            detail = f"class {c} has {stated[c]!r} there but {counts[c]:,} lines in the train list"
+        raise OltrError(
+            f"{manifest_path}: train_counts does not match the train list ({detail}); train_counts[c] must be the "
+            "number of train lines with label c: the manifest was edited after the split was written"
+        )

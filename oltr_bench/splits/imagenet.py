@@ -25,6 +25,7 @@ import csv
 import io
 import re
 import tarfile
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from oltr_bench.registry import DATASETS
 from oltr_bench.splits.official import Release, import_lists
 from oltr_bench.splits.builder import build_lt_split
 from oltr_bench.splits.format import SplitDir
-from oltr_bench.splits.profile import Profile
+from oltr_bench.splits.profile import PartialPareto, Profile, resolve_profile
 from oltr_bench.splits.scan import (
     find_duplicates,
     find_file,
@@ -47,13 +48,14 @@ from oltr_bench.splits.scan import (
     scan_class_folders,
     subdirectories,
 )
-from oltr_bench.splits.spec import DatasetSpec, ensure_free, write_checked_split
+from oltr_bench.splits.spec import PROFILE_OPTIONS, DatasetSpec, ensure_free, write_checked_split
 
 WNID = re.compile(r"^n\d{8}$")
 VAL_2012 = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
 VAL_2010 = re.compile(r"^ILSVRC2010_val_(\d{8})\.JPEG$", re.IGNORECASE)
 DEFAULT_PROFILE = Profile("pareto", alpha=6.0, max_count=1280, min_count=5)
 DEFAULT_VAL_PER_CLASS = 20
+VAL_IMAGES_2012 = 50_000
 OPEN_CLASSES_2010 = 360  # ILSVRC-2010 classes absent from ILSVRC-2012 (18,000 = 360 x 50 open images)
 _SKIP = ("train", "val", "test", "Data", "Annotations", "ImageSets")
 
@@ -233,6 +235,38 @@ def _kaggle_labels(root: Path, base: Path) -> tuple[dict[int, str], str] | None:
     return labels, str(csv_path)
 
 
+def _check_val_folders(val: Path, per_class: dict[str, list[str]], allow_missing: bool) -> None:
+    """Stop on an incomplete per-wnid val/ (as the flat layout does against its labels) unless ``allow_missing``.
+
+    Without a label file the reference is the set itself: ILSVRC-2012 has a folder for each of
+    the 1000 classes and the same number of images (50) in each, so an absent folder, or a
+    folder with fewer images than most, means images are missing.
+    """
+    absent = [w for w in wnids() if w not in per_class]
+    sizes = Counter(len(paths) for paths in per_class.values())
+    usual = max(sizes, key=lambda n: (sizes[n], n)) if sizes else 0
+    short = sorted(w for w, paths in per_class.items() if len(paths) < usual)
+    problems = []
+    if absent:
+        problems.append(
+            f"{val} has wnid folders for {len(per_class)} of the 1000 ILSVRC-2012 classes; missing e.g. "
+            + ", ".join(absent[:3])
+        )
+    if short:
+        problems.append(
+            f"{len(short)} class folders in {val} hold fewer than the {usual} validation images of the others, e.g. "
+            + ", ".join(f"{w} ({len(per_class[w])})" for w in short[:3])
+        )
+    if problems:
+        message = "; ".join(problems)
+        if not allow_missing:
+            raise OltrError(message + "; pass --allow-missing to write a test list without the missing images")
+        inform("warning: " + message)
+    total = sum(len(paths) for paths in per_class.values())
+    if total != VAL_IMAGES_2012:
+        inform(f"note: {val} holds {total:,} validation images; ILSVRC-2012 has {VAL_IMAGES_2012:,} (50 per class)")
+
+
 def scan_val(root: Path, base: Path, progress: bool, allow_missing: bool) -> tuple[list[tuple[str, int]], str]:
     """The test list (all validation images, label = sorted-wnid index) and where its labels came from."""
     val = base / "val"
@@ -252,6 +286,7 @@ def scan_val(root: Path, base: Path, progress: bool, allow_missing: bool) -> tup
         if unknown:
             raise OltrError(f"{val} has wnid folders that are not ILSVRC-2012 classes, e.g. {', '.join(unknown[:3])}")
         per_class = scan_class_folders(val, folders, prefix="val/", progress=progress)
+        _check_val_folders(val, per_class, allow_missing)
         for wnid, paths in per_class.items():
             entries += [(p, index[wnid]) for p in paths]
         source = f"{val}/<wnid>/ folders"
@@ -327,8 +362,7 @@ class ImageNetLT(DatasetSpec):
         "+ devkit (ILSVRC2010_validation_ground_truth.txt, meta.mat) for the open set; --official DIR: the released "
         "ImageNet_LT_*.txt lists instead of generating"
     )
-    options = frozenset({"root", "official", "open_root", "allow_missing", "profile", "val_per_class"})
-    default_profile = DEFAULT_PROFILE
+    options = frozenset({"root", "official", "open_root", "allow_missing", "val_per_class"}) | PROFILE_OPTIONS
 
     def make_splits(
         self,
@@ -341,7 +375,7 @@ class ImageNetLT(DatasetSpec):
         official: Path | None = None,
         open_root: Path | None = None,
         allow_missing: bool = False,
-        profile: Profile | None = None,
+        profile: Profile | PartialPareto | None = None,
         val_per_class: int | None = None,
         **_: Any,
     ) -> SplitDir:
@@ -357,7 +391,7 @@ class ImageNetLT(DatasetSpec):
                 allow_missing=allow_missing, out_root=out_root, overwrite=overwrite, progress=progress,
             )
         base = data_root(root)
-        profile = profile or DEFAULT_PROFILE
+        profile = resolve_profile(profile, DEFAULT_PROFILE)
         val = DEFAULT_VAL_PER_CLASS if val_per_class is None else val_per_class
         train_files = scan_train(base, progress)
         test, test_source = scan_val(root, base, progress, allow_missing)
@@ -377,6 +411,7 @@ class ImageNetLT(DatasetSpec):
             "val_from": "train images, disjoint from train",
             "test": "all ILSVRC-2012 validation images",
             "test_labels": test_source,
+            "allow_missing": allow_missing,  # True: the test list may lack missing validation images
             "found": {"train_images": sum(len(v) for v in train_files.values()), "val_images": len(test)},
         }
         if open_root is not None:

@@ -243,14 +243,15 @@ def import_lists(
                 text for text in (f"{len(lost):,} missing" if lost else "", f"{len(unreadable):,} unreadable" if unreadable else "") if text
             )
             hint = release.layout_hint(roots[split], split, lost)
+            if split == "open" and not hint and open_root is None:
+                hint = "pass --open-root with the folder of the open-set images"
             problems.append(
                 f"{split}: {what} of {len(paths):,} images under {roots[split].resolve()}, e.g. {', '.join((lost + unreadable)[:3])}"
                 + (f" ({hint})" if hint else "")
             )
     if problems:
         if not allow_missing:
-            extra = "" if "open" not in missing or open_root else "; pass --open-root with the open-set images"
-            raise OltrError("; ".join(problems) + extra + "; or pass --allow-missing to import the lists anyway")
+            raise OltrError("; ".join(problems) + "; or pass --allow-missing to import the lists anyway")
         for problem in problems:
             inform("warning: " + problem)
     source = {

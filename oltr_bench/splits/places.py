@@ -35,7 +35,7 @@ from oltr_bench.registry import DATASETS
 from oltr_bench.splits.builder import build_lt_split
 from oltr_bench.splits.format import SplitDir
 from oltr_bench.splits.official import Release, import_lists
-from oltr_bench.splits.profile import Profile
+from oltr_bench.splits.profile import PartialPareto, Profile, resolve_profile
 from oltr_bench.splits.scan import (
     find_duplicates,
     find_file,
@@ -45,7 +45,7 @@ from oltr_bench.splits.scan import (
     read_text,
     scan_class_folders,
 )
-from oltr_bench.splits.spec import DatasetSpec, ensure_free, write_checked_split
+from oltr_bench.splits.spec import PROFILE_OPTIONS, DatasetSpec, ensure_free, write_checked_split
 
 # Places-LT label -> index in categories_places365.txt, where they differ (all lists use it).
 PLACES_LT_TO_OFFICIAL = {116: 118, 117: 116, 118: 117, 141: 142, 142: 141}
@@ -257,8 +257,7 @@ class PlacesLT(DatasetSpec):
         "the easyformat train/<class>/ and val/<class>/); --open-root: a folder of Places-Extra69 test images for the "
         "open set; --official DIR: the released Places_LT_*.txt lists (either path dialect) instead of generating"
     )
-    options = frozenset({"root", "official", "open_root", "allow_missing", "profile", "val_per_class"})
-    default_profile = DEFAULT_PROFILE
+    options = frozenset({"root", "official", "open_root", "allow_missing", "val_per_class"}) | PROFILE_OPTIONS
 
     def make_splits(
         self,
@@ -271,7 +270,7 @@ class PlacesLT(DatasetSpec):
         official: Path | None = None,
         open_root: Path | None = None,
         allow_missing: bool = False,
-        profile: Profile | None = None,
+        profile: Profile | PartialPareto | None = None,
         val_per_class: int | None = None,
         **_: Any,
     ) -> SplitDir:
@@ -287,7 +286,7 @@ class PlacesLT(DatasetSpec):
                 out_root=out_root, overwrite=overwrite, progress=progress,
             )
         base, prefix, layout = _find_tree(root)
-        profile = profile or DEFAULT_PROFILE
+        profile = resolve_profile(profile, DEFAULT_PROFILE)
         val = DEFAULT_VAL_PER_CLASS if val_per_class is None else val_per_class
         names = places_lt_classes()
         train_files = scan_train(root, base, prefix, layout, progress)
@@ -308,6 +307,7 @@ class PlacesLT(DatasetSpec):
             "val_from": "train images, disjoint from train",
             "test": "all Places365-Standard validation images",
             "test_labels": test_source,
+            "allow_missing": allow_missing,  # True: the test list may lack missing validation images
             "labels": "Places-LT order (categories_places365.txt with 116-118 and 141-142 permuted)",
             "found": {"train_images": sum(len(v) for v in train_files.values()), "val_images": len(test)},
         }

@@ -65,16 +65,52 @@ class Profile:
     def class_counts(self, num_classes: int) -> list[int]:
         """Pareto: counts from largest to smallest; explicit counts: as given (class order)."""
         if self.kind == "counts":
+            what = f"--counts {self.name}" if self.name else "--counts"
             if len(self.counts) != num_classes:
-                raise OltrError(f"the count profile has {len(self.counts)} entries but there are {num_classes} classes")
-            if any(c < 1 for c in self.counts):
-                raise OltrError("every entry of a count profile must be at least 1")
+                raise OltrError(
+                    f"{what}: found {len(self.counts):,} counts; expected {num_classes:,}, one per class in label order"
+                )
+            bad = next((i for i, c in enumerate(self.counts) if c < 1), None)
+            if bad is not None:
+                raise OltrError(f"{what}: entry {bad + 1} is {self.counts[bad]}; expected every count to be at least 1")
             return list(self.counts)
         return pareto_counts(num_classes, self.alpha, self.max_count, self.min_count)
 
 
+@dataclass(frozen=True)
+class PartialPareto:
+    """A Pareto profile as given by ``--alpha/--max/--min``: ``None`` where a value was not given.
+
+    The dataset completes it with its defaults (:func:`resolve_profile`): the protocol's profile
+    for ImageNet-LT and Places-LT, values fitted to the data for an image-folder dataset.
+    """
+
+    alpha: float | None = None
+    max_count: int | None = None
+    min_count: int | None = None
+
+    def complete(self, alpha: float, max_count: int, min_count: int) -> Profile:
+        """The Pareto profile with the given values and these defaults for the others."""
+        return Profile(
+            "pareto",
+            alpha=alpha if self.alpha is None else self.alpha,
+            max_count=max_count if self.max_count is None else self.max_count,
+            min_count=min_count if self.min_count is None else self.min_count,
+        )
+
+
+def resolve_profile(profile: Profile | PartialPareto | None, default: Profile) -> Profile:
+    """The profile to build with: ``profile`` completed from ``default`` (``default`` when none was given)."""
+    if profile is None:
+        return default
+    if isinstance(profile, PartialPareto):
+        return profile.complete(default.alpha, default.max_count, default.min_count)
+    return profile
+
+
+@functools.lru_cache(maxsize=8)
 def expected_ratios(num_classes: int, alpha: float) -> np.ndarray:
-    """``E[X_(k) / X_(n)]`` for k = 1..n (ascending), X_i iid Lomax(alpha).
+    """``E[X_(k) / X_(n)]`` for k = 1..n (ascending), X_i iid Lomax(alpha); cached, read-only.
 
     Given the largest draw's CDF value t, the other n-1 draws are iid uniform on (0, t) in CDF
     space, so the k-th smallest is ``Q(t*B)`` with ``B ~ Beta(k, n-k)`` and the Lomax quantile
@@ -92,7 +128,9 @@ def expected_ratios(num_classes: int, alpha: float) -> np.ndarray:
     for t, w in zip(v ** (1.0 / n), wt):
         top = (1.0 - t) ** (-1.0 / alpha) - 1.0
         ratios += w * (((1.0 - t * beta_q) ** (-1.0 / alpha) - 1.0) @ wq) / top
-    return np.append(ratios, 1.0)
+    out = np.append(ratios, 1.0)
+    out.flags.writeable = False  # shared by the cache
+    return out
 
 
 def pareto_counts(num_classes: int, alpha: float, max_count: int, min_count: int) -> list[int]:
@@ -113,6 +151,30 @@ def _pareto_counts(num_classes: int, alpha: float, max_count: int, min_count: in
     m = expected_ratios(num_classes, alpha)
     scaled = min_count + (m - m[0]) / (m[-1] - m[0]) * (max_count - min_count)
     return tuple(int(v) for v in np.rint(scaled[::-1]))
+
+
+def fit_pareto_max(capacities: Sequence[int], alpha: float, min_count: int) -> int:
+    """The largest ``max`` whose Pareto(alpha) profile down to ``min_count`` fits the classes.
+
+    ``capacities`` are the most training images each class can give. A profile fits when its
+    k-th largest count is at most the k-th largest capacity for every k, which is exactly when
+    :func:`~oltr_bench.splits.builder.assign_counts` can place every count. Counts grow with
+    ``max``, so the largest fitting ``max`` is found by bisection. Returns ``min_count`` when no
+    profile fits (a class smaller than ``min_count``; the builder then names it).
+    """
+    room = np.sort(np.asarray(capacities, dtype=np.int64))[::-1]
+
+    def fits(max_count: int) -> bool:
+        return bool((np.asarray(pareto_counts(len(room), alpha, max_count, min_count)) <= room).all())
+
+    low, high = min_count, max(int(room[0]), min_count)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def shot_groups(counts: Sequence[int]) -> tuple[int, int, int]:

@@ -7,7 +7,6 @@ from typing import Any, Sequence
 
 from oltr_bench.errors import OltrError
 from oltr_bench.splits.format import SplitDir, write_split_dir
-from oltr_bench.splits.profile import Profile
 from oltr_bench.splits.scan import require_readable
 
 
@@ -21,16 +20,27 @@ class DatasetSpec:
     name: str = ""
     needs: str = ""
     options: frozenset[str] = frozenset()
-    # The Pareto profile the protocol prescribes, if any (fills in a partly given --alpha/--max/--min).
-    default_profile: Profile | None = None
 
     def make_splits(self, out_root: Path, *, seed: int, overwrite: bool, progress: bool, **options: Any) -> SplitDir:
-        """Write the split directory ``out_root/<dataset name>`` and return it."""
+        """Write the split directory ``out_root/<dataset name>`` and return it.
+
+        A dataset that accepts :data:`PROFILE_OPTIONS` receives them as one ``profile``: a
+        :class:`~oltr_bench.splits.profile.Profile` (``--counts``), a
+        :class:`~oltr_bench.splits.profile.PartialPareto` that it completes with its defaults, or None.
+        """
         raise NotImplementedError
 
 
+# The make-splits flags that together give the long-tailed profile (``--alpha``, ``--max``, ...).
+PROFILE_OPTIONS = frozenset({"alpha", "max", "min", "counts"})
+
+
 def check_options(spec: DatasetSpec, given: dict[str, Any]) -> None:
-    """Reject ``make-splits`` options the dataset does not use (instead of silently ignoring them)."""
+    """Reject ``make-splits`` options the dataset does not use (instead of silently ignoring them).
+
+    ``given`` is keyed by flag name (``max`` for ``--max``), as the user typed them, so the
+    message names flags that exist.
+    """
     unused = sorted(k for k, v in given.items() if v is not None and v is not False and k not in spec.options)
     if unused:
         flags = ", ".join("--" + k.replace("_", "-") for k in unused)

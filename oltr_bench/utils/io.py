@@ -17,6 +17,13 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it; it is restored at once)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file handle whose contents appear at ``path`` only if the block completes.
@@ -27,10 +34,8 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
     try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are meant to be shared like any file
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared like any file
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
@@ -72,6 +77,8 @@ def atomic_directory(final: str | os.PathLike, overwrite: bool = False) -> Itera
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     try:
+        # mkdtemp makes 0700; split directories and sites are shared like any directory made with mkdir.
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
         if final.exists():
             if not overwrite:
