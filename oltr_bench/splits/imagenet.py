@@ -34,10 +34,10 @@ import numpy as np
 
 from oltr_bench.errors import OltrError
 from oltr_bench.registry import DATASETS
-from oltr_bench.splits.official import Release, import_lists
+from oltr_bench.splits.official import Release
 from oltr_bench.splits.builder import build_lt_split
 from oltr_bench.splits.format import SplitDir
-from oltr_bench.splits.profile import PartialPareto, Profile, resolve_profile
+from oltr_bench.splits.profile import Profile
 from oltr_bench.splits.scan import (
     find_duplicates,
     find_file,
@@ -48,7 +48,7 @@ from oltr_bench.splits.scan import (
     scan_class_folders,
     subdirectories,
 )
-from oltr_bench.splits.spec import PROFILE_OPTIONS, DatasetSpec, ensure_free, write_checked_split
+from oltr_bench.splits.spec import ReleasedDataset, write_checked_split
 
 WNID = re.compile(r"^n\d{8}$")
 VAL_2012 = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
@@ -352,7 +352,7 @@ def scan_open_2010(open_root: Path, progress: bool) -> tuple[list[tuple[str, int
 
 
 @DATASETS.register("imagenet_lt", aliases=("imagenet",))
-class ImageNetLT(DatasetSpec):
+class ImageNetLT(ReleasedDataset):
     """ImageNet-LT (1000 classes, Pareto alpha=6, 1280..5 per class) and its ILSVRC-2010 open set."""
 
     name = "imagenet_lt"
@@ -362,42 +362,24 @@ class ImageNetLT(DatasetSpec):
         "+ devkit (ILSVRC2010_validation_ground_truth.txt, meta.mat) for the open set; --official DIR: the released "
         "ImageNet_LT_*.txt lists instead of generating"
     )
-    options = frozenset({"root", "official", "open_root", "allow_missing", "val_per_class"}) | PROFILE_OPTIONS
+    release = IMAGENET_LT
+    root_help = "the ILSVRC-2012 folder with train/ and val/"
+    default_profile = DEFAULT_PROFILE
+    default_val_per_class = DEFAULT_VAL_PER_CLASS
 
-    def make_splits(
-        self,
-        out_root: Path,
-        *,
-        seed: int,
-        overwrite: bool,
-        progress: bool,
-        root: Path | None = None,
-        official: Path | None = None,
-        open_root: Path | None = None,
-        allow_missing: bool = False,
-        profile: Profile | PartialPareto | None = None,
-        val_per_class: int | None = None,
-        **_: Any,
+    def lists_root(self, root: Path) -> Path:
+        return data_root(root, required=False)
+
+    def generate(
+        self, out_root: Path, root: Path, *, seed: int, overwrite: bool, progress: bool, open_root: Path | None,
+        allow_missing: bool, profile: Profile, val_per_class: int,
     ) -> SplitDir:
-        if root is None:
-            raise OltrError("dataset 'imagenet_lt' needs --root DIR: the ILSVRC-2012 folder with train/ and val/")
-        root = Path(root)
-        ensure_free(out_root / self.name, overwrite)
-        if official is not None:
-            if profile is not None or val_per_class is not None:
-                raise OltrError("--official imports the released lists; the profile and --val-per-class options do not apply")
-            return import_lists(
-                IMAGENET_LT, Path(official), root=data_root(root, required=False), open_root=open_root,
-                allow_missing=allow_missing, out_root=out_root, overwrite=overwrite, progress=progress,
-            )
         base = data_root(root)
-        profile = resolve_profile(profile, DEFAULT_PROFILE)
-        val = DEFAULT_VAL_PER_CLASS if val_per_class is None else val_per_class
         train_files = scan_train(base, progress)
         test, test_source = scan_val(root, base, progress, allow_missing)
         classes = wnids()
         built = build_lt_split(
-            train_files, classes, [], profile, val_per_class=val, test_per_class=0, open_per_class=None,
+            train_files, classes, [], profile, val_per_class=val_per_class, test_per_class=0, open_per_class=None,
             seed=seed, source_name=str(base / "train"),
         )
         lists = {"train": built.lists["train"], "val": built.lists["val"], "test": test}
@@ -407,7 +389,7 @@ class ImageNetLT(DatasetSpec):
             "generator": "imagenet_lt",
             "seed": seed,
             "profile": profile.to_dict(),
-            "val_per_class": val,
+            "val_per_class": val_per_class,
             "val_from": "train images, disjoint from train",
             "test": "all ILSVRC-2012 validation images",
             "test_labels": test_source,

@@ -34,8 +34,8 @@ from oltr_bench.errors import OltrError
 from oltr_bench.registry import DATASETS
 from oltr_bench.splits.builder import build_lt_split
 from oltr_bench.splits.format import SplitDir
-from oltr_bench.splits.official import Release, import_lists
-from oltr_bench.splits.profile import PartialPareto, Profile, resolve_profile
+from oltr_bench.splits.official import Release
+from oltr_bench.splits.profile import Profile
 from oltr_bench.splits.scan import (
     find_duplicates,
     find_file,
@@ -45,7 +45,7 @@ from oltr_bench.splits.scan import (
     read_text,
     scan_class_folders,
 )
-from oltr_bench.splits.spec import PROFILE_OPTIONS, DatasetSpec, ensure_free, write_checked_split
+from oltr_bench.splits.spec import ReleasedDataset, write_checked_split
 
 # Places-LT label -> index in categories_places365.txt, where they differ (all lists use it).
 PLACES_LT_TO_OFFICIAL = {116: 118, 117: 116, 118: 117, 141: 142, 142: 141}
@@ -248,7 +248,7 @@ def scan_open(open_root: Path) -> list[tuple[str, int]]:
 
 
 @DATASETS.register("places_lt", aliases=("places",))
-class PlacesLT(DatasetSpec):
+class PlacesLT(ReleasedDataset):
     """Places-LT (365 classes, 4980..5 per class) and its Places-Extra69 open set."""
 
     name = "places_lt"
@@ -257,42 +257,21 @@ class PlacesLT(DatasetSpec):
         "the easyformat train/<class>/ and val/<class>/); --open-root: a folder of Places-Extra69 test images for the "
         "open set; --official DIR: the released Places_LT_*.txt lists (either path dialect) instead of generating"
     )
-    options = frozenset({"root", "official", "open_root", "allow_missing", "val_per_class"}) | PROFILE_OPTIONS
+    release = PLACES_LT
+    root_help = "the Places365-Standard folder"
+    default_profile = DEFAULT_PROFILE
+    default_val_per_class = DEFAULT_VAL_PER_CLASS
 
-    def make_splits(
-        self,
-        out_root: Path,
-        *,
-        seed: int,
-        overwrite: bool,
-        progress: bool,
-        root: Path | None = None,
-        official: Path | None = None,
-        open_root: Path | None = None,
-        allow_missing: bool = False,
-        profile: Profile | PartialPareto | None = None,
-        val_per_class: int | None = None,
-        **_: Any,
+    def generate(
+        self, out_root: Path, root: Path, *, seed: int, overwrite: bool, progress: bool, open_root: Path | None,
+        allow_missing: bool, profile: Profile, val_per_class: int,
     ) -> SplitDir:
-        if root is None:
-            raise OltrError("dataset 'places_lt' needs --root DIR: the Places365-Standard folder")
-        root = Path(root)
-        ensure_free(out_root / self.name, overwrite)
-        if official is not None:
-            if profile is not None or val_per_class is not None:
-                raise OltrError("--official imports the released lists; the profile and --val-per-class options do not apply")
-            return import_lists(
-                PLACES_LT, Path(official), root=root, open_root=open_root, allow_missing=allow_missing,
-                out_root=out_root, overwrite=overwrite, progress=progress,
-            )
         base, prefix, layout = _find_tree(root)
-        profile = resolve_profile(profile, DEFAULT_PROFILE)
-        val = DEFAULT_VAL_PER_CLASS if val_per_class is None else val_per_class
         names = places_lt_classes()
         train_files = scan_train(root, base, prefix, layout, progress)
         test, test_source = scan_val(root, base, prefix, layout, progress, allow_missing)
         built = build_lt_split(
-            train_files, names, [], profile, val_per_class=val, test_per_class=0, open_per_class=None,
+            train_files, names, [], profile, val_per_class=val_per_class, test_per_class=0, open_per_class=None,
             seed=seed, source_name=str(base / prefix),
         )
         lists = {"train": built.lists["train"], "val": built.lists["val"], "test": test}
@@ -303,7 +282,7 @@ class PlacesLT(DatasetSpec):
             "seed": seed,
             "layout": layout,
             "profile": profile.to_dict(),
-            "val_per_class": val,
+            "val_per_class": val_per_class,
             "val_from": "train images, disjoint from train",
             "test": "all Places365-Standard validation images",
             "test_labels": test_source,

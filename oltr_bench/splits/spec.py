@@ -7,7 +7,13 @@ from typing import Any, Sequence
 
 from oltr_bench.errors import OltrError
 from oltr_bench.splits.format import SplitDir, write_split_dir
+from oltr_bench.splits.official import Release, import_lists
+from oltr_bench.splits.profile import PartialPareto, Profile, resolve_profile
 from oltr_bench.splits.scan import require_readable
+
+
+# The make-splits flags that together give the long-tailed profile (``--alpha``, ``--max``, ...).
+PROFILE_OPTIONS = frozenset({"alpha", "max", "min", "counts"})
 
 
 class DatasetSpec:
@@ -31,8 +37,63 @@ class DatasetSpec:
         raise NotImplementedError
 
 
-# The make-splits flags that together give the long-tailed profile (``--alpha``, ``--max``, ...).
-PROFILE_OPTIONS = frozenset({"alpha", "max", "min", "counts"})
+class ReleasedDataset(DatasetSpec):
+    """An OLTR benchmark with released lists: ``--official DIR`` imports and verifies them,
+    otherwise :meth:`generate` builds the split from the raw dataset by the protocol.
+
+    Subclasses set ``release``, ``root_help`` (what ``--root`` must be) and ``default_profile``,
+    and implement :meth:`generate`; :meth:`lists_root` maps ``--root`` to the folder the released
+    paths are relative to.
+    """
+
+    release: Release
+    root_help: str = ""
+    default_profile: Profile
+    default_val_per_class = 20
+    options = frozenset({"root", "official", "open_root", "allow_missing", "val_per_class"}) | PROFILE_OPTIONS
+
+    def lists_root(self, root: Path) -> Path:
+        return root
+
+    def make_splits(
+        self,
+        out_root: Path,
+        *,
+        seed: int,
+        overwrite: bool,
+        progress: bool,
+        root: Path | None = None,
+        official: Path | None = None,
+        open_root: Path | None = None,
+        allow_missing: bool = False,
+        profile: Profile | PartialPareto | None = None,
+        val_per_class: int | None = None,
+        **_: Any,
+    ) -> SplitDir:
+        if root is None:
+            raise OltrError(f"dataset {self.name!r} needs --root DIR: {self.root_help}")
+        root = Path(root)
+        ensure_free(out_root / self.name, overwrite)
+        if official is not None:
+            if profile is not None or val_per_class is not None:
+                raise OltrError("--official imports the released lists; the profile and --val-per-class options do not apply")
+            return import_lists(
+                self.release, Path(official), root=self.lists_root(root), open_root=open_root,
+                allow_missing=allow_missing, out_root=out_root, overwrite=overwrite, progress=progress,
+            )
+        return self.generate(
+            out_root, root, seed=seed, overwrite=overwrite, progress=progress,
+            open_root=None if open_root is None else Path(open_root), allow_missing=allow_missing,
+            profile=resolve_profile(profile, self.default_profile),
+            val_per_class=self.default_val_per_class if val_per_class is None else val_per_class,
+        )
+
+    def generate(
+        self, out_root: Path, root: Path, *, seed: int, overwrite: bool, progress: bool, open_root: Path | None,
+        allow_missing: bool, profile: Profile, val_per_class: int,
+    ) -> SplitDir:
+        """Build the split from the raw dataset under ``root`` by the benchmark's protocol."""
+        raise NotImplementedError
 
 
 def check_options(spec: DatasetSpec, given: dict[str, Any]) -> None:
