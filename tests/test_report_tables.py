@@ -101,6 +101,20 @@ def test_latex_escapes_and_balances(tmp_path):
     assert latex_escape("many > 100, few ≤ 20, a\\b") == r"many $>$ 100, few $\leq$ 20, a\textbackslash{}b"
 
 
+def test_latex_has_the_other_reported_column(tmp_path):
+    # The shipped MS1M-LT entries hold only numbers whose metric is undetermined (other_metrics).
+    make_entry(tmp_path, "ms1m", dataset="ms1m_lt", metrics={}, other_metrics={"value (metric undetermined)": 0.745})
+    make_entry(tmp_path, "with-f", dataset="ms1m_lt", name="Second", metrics={"open_f1": 0.5})
+    text = latex_tables(rows_of(tmp_path))
+    (spec,) = [l for l in text.splitlines() if l.startswith("\\begin{tabular}")]
+    columns = len(spec.split("{")[2].rstrip("}"))
+    assert spec.endswith("l}") and "Other reported \\\\" in text
+    body = [l for l in text.splitlines() if l.startswith(("Paper method &", "Second &"))]
+    assert len(body) == 2 and all(l.count(" & ") + 1 == columns for l in body)
+    (ms1m,) = [l for l in body if l.startswith("Paper method")]
+    assert ms1m.endswith(" & value (metric undetermined): 0.745 \\\\")
+
+
 def test_percent_tables(tmp_path):
     make_run(tmp_path, metrics={"top1": 0.3561, "many": 0.4321})
     assert line_of(markdown_tables(rows_of(tmp_path), percent=True), "plain")[8] == "43.2"
