@@ -166,6 +166,12 @@ def test_report_cli_formats_and_errors(cli, tmp_path):
     assert "### imagenet_lt — protocol `oltr-2019`" in cli("report").output
     bad = cli("report", "--no-leaderboard", ok=False)
     assert bad.exit_code == 2 and "nothing to report" in bad.output
+    # --percent never goes silently unused: CSV keeps fractions, and the site has no tables.
+    bad = cli("report", str(tmp_path / "runs"), "--format", "csv", "--percent", ok=False)
+    assert bad.exit_code == 2 and "CSV always holds fractions in [0, 1]" in bad.output
+    bad = cli("report", str(tmp_path / "runs"), "--html", str(tmp_path / "site"), "--percent", ok=False)
+    assert bad.exit_code == 2 and "--percent applies to the tables" in bad.output and not (tmp_path / "site").exists()
+    assert "| 50.0 | 25.0 |" in cli("report", str(tmp_path / "runs"), "--html", str(tmp_path / "site"), "--percent", "--format", "md", "--no-plots").output
     (tmp_path / "junk.json").write_text("{}")
     bad = cli("report", str(tmp_path / "junk.json"), ok=False)
     assert bad.exit_code == 2 and "expected a results.json, a leaderboard entry" in bad.output

@@ -17,7 +17,7 @@ from oltr_bench.utils.io import atomic_write_text
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="md", show_default=True, help="Table format: Markdown, CSV or LaTeX.")
 @click.option("--output", type=click.Path(path_type=Path), help="Write the tables to this file instead of standard output.")
 @click.option("--html", "html", type=click.Path(path_type=Path), help="Build the leaderboard site in this folder (new, empty or an earlier site); tables are then printed only with --format or --output.")
-@click.option("--percent", is_flag=True, help="Tables in percent instead of fractions.")
+@click.option("--percent", is_flag=True, help="Markdown and LaTeX tables in percent instead of fractions (CSV and the site always hold fractions).")
 @click.option("--no-leaderboard", is_flag=True, help="Leave out the leaderboard entries (shipped ones and ./leaderboard).")
 @click.option("--no-plots", is_flag=True, help="Build the site without plots (faster).")
 def report_cmd(paths, fmt, output, html, percent, no_leaderboard, no_plots) -> None:
@@ -37,6 +37,11 @@ def report_cmd(paths, fmt, output, html, percent, no_leaderboard, no_plots) -> N
     from oltr_bench.report.collect import collect, leaderboard_dirs
     from oltr_bench.report.rows import build_rows, rows_for_tables
     from oltr_bench.report.site import build_site
+    ctx = click.get_current_context()
+    tables_wanted = not html or output or ctx.get_parameter_source("fmt") != click.core.ParameterSource.DEFAULT
+    if percent and not tables_wanted:
+        raise OltrError("--percent applies to the tables, and with --html they are written only with --format or --output; "
+                        "the site always shows fractions")
     if paths:
         inputs = list(paths)
     else:
@@ -46,8 +51,6 @@ def report_cmd(paths, fmt, output, html, percent, no_leaderboard, no_plots) -> N
         where = ", ".join(map(str, inputs)) or str(runs_root())
         raise OltrError(f"nothing to report: no results.json or leaderboard entry found under {where}; run 'oltr-bench run' first")
     rows = build_rows(collected)
-    ctx = click.get_current_context()
-    tables_wanted = not html or output or ctx.get_parameter_source("fmt") != click.core.ParameterSource.DEFAULT
     if tables_wanted:
         text = render(rows_for_tables(rows), fmt, percent)
         if output:

@@ -3,7 +3,7 @@
 Columns: the row's description (backbone, pretraining, extra data, epochs, source, open
 threshold τ, seed count) and the closed-set many/medium/few/top-1, open-set F, AUROC, FPR@95 and
 OSCR. A table's title names its protocol (shot-group thresholds and F-measure rule). Values are
-fractions (``percent=True``: percent); several seeds show as mean ± sample std.
+fractions (``percent=True``: percent, Markdown and LaTeX only); several seeds show as mean ± sample std.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from oltr_bench.errors import OltrError
 from oltr_bench.metrics.protocols import PROTOCOLS
 from oltr_bench.report.collect import Collected, RunRecord
 from oltr_bench.report.entries import METRIC_KEYS
@@ -210,6 +211,10 @@ def render(rows: Sequence[Row], fmt: str = "md", percent: bool = False) -> str:
     if fmt == "md":
         return markdown_tables(rows, percent)
     if fmt == "csv":
+        if percent:
+            # CSV is read by programs: its columns keep the meaning of SPEC.md §3 (fractions).
+            raise OltrError("--percent applies to Markdown and LaTeX tables; CSV always holds fractions in [0, 1] "
+                            "as results.json does (SPEC.md §3): drop --percent, or use --format md or latex")
         return csv_table(rows)
     if fmt == "latex":
         return latex_tables(rows, percent)
