@@ -196,7 +196,22 @@ def test_add_a_hand_written_entry(cli, tmp_path):
     data = json.loads(src.read_text())
     src.write_text(json.dumps({**data, "verified": True}))
     result = cli("leaderboard", "add", str(src), "--dir", str(tmp_path / "lb"), ok=False)
-    assert "verified: found true in a hand-written entry, expected false" in result.output
+    assert f"{src}: verified: found true in a hand-written entry, expected false" in result.output
+
+
+def test_add_names_the_file_it_refuses(cli, tmp_path):
+    bad = make_entry(tmp_path / "draft", "bad", metrics={"top1": 35.6})
+    result = cli("leaderboard", "add", str(bad), "--dir", str(tmp_path / "lb"), ok=False)
+    assert result.exit_code == 2 and f"{bad}: the entry is not valid (SPEC.md §4):" in result.output
+    assert "metrics.top1: found 35.6, expected a fraction in [0, 1] (not percent) or null" in result.output
+    broken = tmp_path / "draft" / "broken.json"
+    broken.write_text("{not json")
+    result = cli("leaderboard", "add", str(broken), "--dir", str(tmp_path / "lb"), ok=False)
+    assert result.exit_code == 2 and f"{broken}: not valid JSON (" in result.output
+    assert "expected a leaderboard entry (SPEC.md §4) or a run's results.json" in result.output
+    result = cli("report", str(broken), ok=False)
+    assert result.exit_code == 2 and f"{broken}: not valid JSON (" in result.output and "expected a results.json or a leaderboard entry" in result.output
+    assert not (tmp_path / "lb").exists()
 
 
 def test_where_add_writes(cli, tmp_path, monkeypatch):

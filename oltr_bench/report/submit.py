@@ -150,12 +150,12 @@ def _run_provenance(record: RunRecord) -> dict[str, Any]:
     }
 
 
-def entry_from_file(data: dict[str, Any], *, options: dict[str, Any], paper: dict[str, Any]) -> dict[str, Any]:
-    """A hand-written entry (reported numbers), with the command line's descriptions applied."""
+def entry_from_file(path: Path, data: dict[str, Any], *, options: dict[str, Any], paper: dict[str, Any]) -> dict[str, Any]:
+    """The hand-written entry ``data`` read from ``path`` (reported numbers), with the command line's descriptions applied."""
     if data.get("verified") is True:
-        raise OltrError("verified: found true in a hand-written entry, expected false; only 'leaderboard add' of a run can verify numbers")
+        raise OltrError(f"{path}: verified: found true in a hand-written entry, expected false; only 'leaderboard add' of a run can verify numbers")
     if data.get("source") == "reproduced":
-        raise OltrError("source: found 'reproduced' in a hand-written entry, expected 'reported'; add the run directory to enter reproduced numbers")
+        raise OltrError(f"{path}: source: found 'reproduced' in a hand-written entry, expected 'reported'; add the run directory to enter reproduced numbers")
     entry = dict(data)
     for key in DESCRIPTIVE:
         if options.get(key) is not None:
@@ -164,7 +164,7 @@ def entry_from_file(data: dict[str, Any], *, options: dict[str, Any], paper: dic
         entry["paper"] = {**(entry.get("paper") or {}), **paper}
     errors = lb.entry_errors(entry)
     if errors:
-        raise OltrError("the entry is not valid:\n  " + "\n  ".join(errors))
+        raise OltrError(f"{path}: the entry is not valid (SPEC.md §4):\n  " + "\n  ".join(errors))
     return entry
 
 
