@@ -88,6 +88,11 @@ GOOD = json.loads((Path(__file__).parent.parent / "leaderboard" / "imagenet_lt" 
         ({"metrics": {"top1": None}}, "metrics: found {\"top1\": null}, expected at least one non-null metric"),
         ({"metrics_std": {"few": 0.1}, "metrics": {"many": 0.1}}, "metrics_std.few: found 0.1, expected a key that is also in metrics"),
         ({"open_threshold": 2}, "open_threshold: found 2, expected a threshold in [0, 1]"),
+        ({"verification": {"predictions_sha256": "xyz"}}, "verification.predictions_sha256: found \"xyz\", expected a list of sha256 hex digests, one per run"),
+        ({"verification": {"predictions_sha256": ["a" * 64] * 2}, "provenance": {"runs": [{}]}},
+         "verification.predictions_sha256: found [\"aaaa"),
+        ({"verification": {"predictions_sha256": ["a" * 64], "predictions": ["x", "y"]}},
+         "verification.predictions: found [\"x\", \"y\"], expected a list of file paths, one per digest"),
     ],
 )
 def test_schema_errors_name_the_key_what_was_found_and_what_was_expected(change, message):
@@ -266,25 +271,25 @@ def test_two_concurrent_adds_lose_nothing(tmp_path):
     assert all(errors == [] for errors in lb.validate_files(files).values())
 
 
-def full_run_dir(root, split, tamper=False):
+def full_run_dir(root, split, tamper=False, seed=0):
     """A run directory whose results.json was computed by `evaluate` from a full predictions file."""
     from oltr_bench.metrics.evaluate import evaluate, write_results
     from oltr_bench.metrics.predictions import load_predictions, write_predictions
 
     ids = split.ids("test") + split.ids("open")
     labels = np.array(split.labels("test") + [-1] * len(split.ids("open")))
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     logits = rng.normal(size=(len(ids), split.num_classes)).astype(np.float32)
     logits[labels >= 0, labels[labels >= 0]] += rng.uniform(0, 6, size=int((labels >= 0).sum())).astype(np.float32)
-    run = root / "embedded" / "plain" / "run-full"
+    run = root / "embedded" / "plain" / f"run-full-{seed}"
     write_predictions(run / "predictions" / "test.npz", ids=ids, logits=logits, split_fingerprint=split.fingerprint)
     results = evaluate(load_predictions(run / "predictions" / "test.npz"), split, method="plain")
     if tamper:
         results["metrics"]["few"] += 0.01
     write_results(run / "results.json", results)
-    config = {"method": "plain", "dataset": "embedded", "seed": 0, "model": {"backbone": "glyphnet", "weights": None}, "train": {"epochs": 20}}
+    config = {"method": "plain", "dataset": "embedded", "seed": seed, "model": {"backbone": "glyphnet", "weights": None}, "train": {"epochs": 20}}
     (run / "config.yaml").write_text(yaml.safe_dump(config))
-    (run / "manifest.json").write_text(json.dumps({"split_dir": str(split.path), "seed": 0, "training": {"epochs": 20}, "config_hash": "x"}))
+    (run / "manifest.json").write_text(json.dumps({"split_dir": str(split.path), "seed": seed, "training": {"epochs": 20}, "config_hash": "x"}))
     return run, results
 
 
@@ -305,3 +310,32 @@ def test_add_verifies_by_recomputing_on_the_canonical_split(cli, tmp_path, embed
     bad, _ = full_run_dir(tmp_path / "bad", embedded_split, tamper=True)
     result = cli("leaderboard", "add", str(bad), "--dir", str(tmp_path / "lb3"), ok=False)
     assert result.exit_code == 2 and "metrics.few is" in result.output and "does not match its predictions" in result.output
+
+
+def test_a_verified_entry_of_several_seeds_keeps_the_digest_of_each_runs_predictions(cli, tmp_path, embedded_split, monkeypatch):
+    from oltr_bench.metrics.predictions import load_predictions, write_predictions
+    from oltr_bench.utils.io import sha256_file
+
+    monkeypatch.setattr(lb, "canonical_fingerprint", lambda d: embedded_split.fingerprint if d == "embedded" else None)
+    runs = [full_run_dir(tmp_path / "runs", embedded_split, seed=seed)[0] for seed in (0, 1)]
+    out = cli("leaderboard", "add", *map(str, runs), "--dir", str(tmp_path / "lb"), "--name", "plain, 2 seeds").output
+    path = Path(out.strip().splitlines()[-1])
+    entry = json.loads(path.read_text())
+    assert entry["verified"] is True and entry["seeds"] == [0, 1]
+    assert [r["run_id"] for r in entry["provenance"]["runs"]] == [run.name for run in runs]
+    digests = [sha256_file(run / "predictions" / "test.npz") for run in runs]
+    assert entry["verification"]["predictions_sha256"] == digests and digests[0] != digests[1]
+    # Where the files are, relative to the entry's folder, so that validate can re-check them.
+    assert [(path.parent / p).resolve() for p in entry["verification"]["predictions"]] == [(run / "predictions" / "test.npz").resolve() for run in runs]
+    assert cli("leaderboard", "validate", str(path)).output.strip() == "1 entries valid"
+    # Predictions replaced after verification: validate names the run whose file no longer matches.
+    preds = load_predictions(runs[1] / "predictions" / "test.npz")
+    write_predictions(runs[1] / "predictions" / "test.npz", ids=preds.ids, logits=preds.scores[:, ::-1].copy(),
+                      split_fingerprint=preds.split_fingerprint)
+    result = cli("leaderboard", "validate", str(path), ok=False)
+    assert result.exit_code == 2 and f"verification.predictions_sha256[1]: found {digests[1][:16]}..., but " in result.output
+    assert "predictions_sha256[0]" not in result.output
+    # Without the files (an entry published on its own) there is nothing to re-check.
+    entry["verification"]["predictions"] = ["gone/test.npz", "gone/test2.npz"]
+    path.write_text(json.dumps(entry))
+    assert cli("leaderboard", "validate", str(path)).output.strip() == "1 entries valid"

@@ -83,7 +83,7 @@ def add_cmd(paths, root, name, method, backbone, pretraining, extra_data, epochs
         default_slug = paths[0].stem
     else:
         records = [load_run(_results_file(p)) for p in paths]
-        entry, why_not = entry_from_runs(records, options=options, paper=paper, splits=splits)
+        entry, why_not = entry_from_runs(records, options=options, paper=paper, splits=splits, leaderboard=root)
         existing = same_runs_entry(root, entry)
         if existing is not None:
             raise OltrError(f"{existing} already holds an entry for these runs; delete it first to replace it")

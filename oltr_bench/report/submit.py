@@ -9,6 +9,7 @@ and agree with the run's ``results.json``.
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -43,11 +44,11 @@ def _split_dir(record: RunRecord, splits: Path | None) -> Path | None:
     return Path(named) if named else None
 
 
-def verify_run(record: RunRecord, splits: Path | None = None) -> tuple[dict[str, Any] | None, str]:
+def verify_run(record: RunRecord, splits: Path | None = None) -> tuple[Path | None, str]:
     """Recompute a run's test metrics from its predictions on the canonical split.
 
-    Returns (evidence, "") when verified, else (None, why not). A results.json that disagrees
-    with its own predictions is an error, not merely unverified.
+    Returns (the predictions file, "") when verified, else (None, why not). A results.json that
+    disagrees with its own predictions is an error, not merely unverified.
     """
     res = record.results
     dataset = res["dataset"]
@@ -84,15 +85,36 @@ def verify_run(record: RunRecord, splits: Path | None = None) -> tuple[dict[str,
                 f"{record.path}: metrics.{key} is {claimed} but its predictions {preds_path} give {value}; "
                 "the results file does not match its predictions (re-run 'oltr-bench evaluate')"
             )
-    evidence = {"split_fingerprint": canonical, "predictions_sha256": sha256_file(preds_path), "evaluated_by": f"oltr-bench {__version__}"}
-    return evidence, ""
+    return preds_path, ""
+
+
+def _verification(dataset: str, predictions: Sequence[Path], entry_dir: Path | None) -> dict[str, Any]:
+    """The evidence of a verified entry: one predictions sha256 per run (in ``provenance.runs``
+    order) and, when the entry's folder is known, where those files are relative to it, so that
+    ``leaderboard validate`` can re-check them while they exist."""
+    evidence: dict[str, Any] = {
+        "split_fingerprint": lb.canonical_fingerprint(dataset),
+        "predictions_sha256": [sha256_file(p) for p in predictions],
+    }
+    if entry_dir is not None:
+        evidence["predictions"] = [_relative_to(p, entry_dir) for p in predictions]
+    evidence["evaluated_by"] = f"oltr-bench {__version__}"
+    return evidence
+
+
+def _relative_to(path: Path, folder: Path) -> str:
+    try:
+        return Path(os.path.relpath(path.resolve(), folder.resolve())).as_posix()
+    except ValueError:  # another drive (Windows): no relative path exists
+        return path.resolve().as_posix()
 
 
 def entry_from_runs(
-    records: Sequence[RunRecord], *, options: dict[str, Any], paper: dict[str, Any], splits: Path | None = None
+    records: Sequence[RunRecord], *, options: dict[str, Any], paper: dict[str, Any], splits: Path | None = None,
+    leaderboard: Path | None = None,
 ) -> tuple[dict[str, Any], str]:
     """A ``reproduced`` entry from one run or several seeds of one configuration; returns it and,
-    when it is not verified, why not."""
+    when it is not verified, why not. ``leaderboard`` is the folder the entry will be written to."""
     for record in records:
         if record.results.get("partial"):
             raise OltrError(f"{record.path}: partial results (a --quick run or evaluate --partial) are never a valid submission; add a full run")
@@ -104,8 +126,8 @@ def entry_from_runs(
         )
     row = rows[0]
     checks = [verify_run(r, splits) for r in records]
-    verified = all(evidence is not None for evidence, _ in checks)
-    why_not = next((why for evidence, why in checks if evidence is None), "")
+    verified = all(predictions is not None for predictions, _ in checks)
+    why_not = next((why for predictions, why in checks if predictions is None), "")
     entry: dict[str, Any] = {
         "format": lb.ENTRY_FORMAT,
         "name": row.name,
@@ -133,7 +155,8 @@ def entry_from_runs(
         if options.get(key) is not None:
             entry[key] = options[key]
     if verified:
-        entry["verification"] = checks[0][0]
+        entry_dir = None if leaderboard is None else Path(leaderboard) / row.dataset
+        entry["verification"] = _verification(row.dataset, [predictions for predictions, _ in checks], entry_dir)
     entry["provenance"] = {"runs": [_run_provenance(r) for r in records]}
     entry["added"] = time.strftime("%Y-%m-%d")
     return entry, why_not
