@@ -49,6 +49,18 @@ def test_shipped_entries_are_valid_and_carry_the_published_numbers():
         entry = entries[("ms1m_lt", f"oltr2019-{method}")]
         assert entry["metrics"] == {} and list(entry["other_metrics"].values()) == [value]
         assert "could not be determined" in entry["notes"]
+        # Nothing is claimed about a model whose metric is undetermined: pretraining unknown,
+        # and the note says why the protocol is oltr-2019 although no §3 metric is stored.
+        assert entry["pretraining"] is None and "Protocol oltr-2019 only marks the value as the 2019 paper's" in entry["notes"]
+    # Epochs as the OLTR repository's configs and its issue #28 give them: plain 30, OLTR 30 + 60
+    # on ImageNet-LT and 30 + 30 on Places-LT, the paper's and the README's rows alike.
+    epochs = {(d, m): e["epochs"] for (d, m), e in entries.items() if d != "ms1m_lt"}
+    assert {k: v for k, v in epochs.items() if v is not None} == {
+        ("imagenet_lt", "oltr2019-plain"): 30, ("places_lt", "oltr2019-plain"): 30,
+        ("imagenet_lt", "oltr2019-dme"): 90, ("imagenet_lt", "oltr-repo-2020-dme"): 90,
+        ("places_lt", "oltr2019-dme"): 60, ("places_lt", "oltr-repo-2020-dme"): 60,
+    }
+    assert "30 (stage-1 plain) + 30 (stage 2)" in entries[("places_lt", "oltr2019-dme")]["notes"]
     for dataset, (many, medium, few, f) in REPO.items():
         entry = entries[(dataset, "oltr-repo-2020-dme")]
         assert entry["protocol"] == "oltr-code" and entry["open_threshold"] == 0.1
