@@ -15,7 +15,7 @@ import yaml
 from oltr_bench.errors import OltrError
 from oltr_bench.report import entries as lb
 from oltr_bench.report.collect import load_entries
-from tests.report_fixtures import make_entry, make_run
+from tests.report_fixtures import make_entry, make_run, scored_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -283,30 +283,8 @@ def test_two_concurrent_adds_lose_nothing(tmp_path):
     assert all(errors == [] for errors in lb.validate_files(files).values())
 
 
-def full_run_dir(root, split, tamper=False, seed=0):
-    """A run directory whose results.json was computed by `evaluate` from a full predictions file."""
-    from oltr_bench.metrics.evaluate import evaluate, write_results
-    from oltr_bench.metrics.predictions import load_predictions, write_predictions
-
-    ids = split.ids("test") + split.ids("open")
-    labels = np.array(split.labels("test") + [-1] * len(split.ids("open")))
-    rng = np.random.default_rng(seed)
-    logits = rng.normal(size=(len(ids), split.num_classes)).astype(np.float32)
-    logits[labels >= 0, labels[labels >= 0]] += rng.uniform(0, 6, size=int((labels >= 0).sum())).astype(np.float32)
-    run = root / "embedded" / "plain" / f"run-full-{seed}"
-    write_predictions(run / "predictions" / "test.npz", ids=ids, logits=logits, split_fingerprint=split.fingerprint)
-    results = evaluate(load_predictions(run / "predictions" / "test.npz"), split, method="plain")
-    if tamper:
-        results["metrics"]["few"] += 0.01
-    write_results(run / "results.json", results)
-    config = {"method": "plain", "dataset": "embedded", "seed": seed, "model": {"backbone": "glyphnet", "weights": None}, "train": {"epochs": 20}}
-    (run / "config.yaml").write_text(yaml.safe_dump(config))
-    (run / "manifest.json").write_text(json.dumps({"split_dir": str(split.path), "seed": seed, "training": {"epochs": 20}, "config_hash": "x"}))
-    return run, results
-
-
 def test_add_verifies_by_recomputing_on_the_canonical_split(cli, tmp_path, embedded_split, monkeypatch):
-    run, results = full_run_dir(tmp_path / "runs", embedded_split)
+    run, results = scored_run_dir(tmp_path / "runs", embedded_split)
     out = cli("leaderboard", "add", str(run), "--dir", str(tmp_path / "lb")).output
     assert "verified: no (oltr-bench knows no canonical split fingerprint for 'embedded')" in out
     monkeypatch.setattr(lb, "canonical_fingerprint", lambda d: embedded_split.fingerprint if d == "embedded" else None)
@@ -319,7 +297,7 @@ def test_add_verifies_by_recomputing_on_the_canonical_split(cli, tmp_path, embed
     assert lb.entry_errors(entry) == []
     assert cli("leaderboard", "validate", str(tmp_path / "lb2")).output.strip() == "1 entries valid"
     # A results.json that disagrees with its own predictions is refused, not merely unverified.
-    bad, _ = full_run_dir(tmp_path / "bad", embedded_split, tamper=True)
+    bad, _ = scored_run_dir(tmp_path / "bad", embedded_split, tamper=True)
     result = cli("leaderboard", "add", str(bad), "--dir", str(tmp_path / "lb3"), ok=False)
     assert result.exit_code == 2 and "metrics.few is" in result.output and "does not match its predictions" in result.output
 
@@ -329,7 +307,7 @@ def test_a_verified_entry_of_several_seeds_keeps_the_digest_of_each_runs_predict
     from oltr_bench.utils.io import sha256_file
 
     monkeypatch.setattr(lb, "canonical_fingerprint", lambda d: embedded_split.fingerprint if d == "embedded" else None)
-    runs = [full_run_dir(tmp_path / "runs", embedded_split, seed=seed)[0] for seed in (0, 1)]
+    runs = [scored_run_dir(tmp_path / "runs", embedded_split, seed=seed)[0] for seed in (0, 1)]
     out = cli("leaderboard", "add", *map(str, runs), "--dir", str(tmp_path / "lb"), "--name", "plain, 2 seeds").output
     path = Path(out.strip().splitlines()[-1])
     entry = json.loads(path.read_text())

@@ -89,6 +89,20 @@ def load_run(path: Path) -> RunRecord:
     return record
 
 
+def predictions_file(record: RunRecord) -> Path | None:
+    """The run's test predictions (``predictions/test.npz``, or the file its results name), if present."""
+    if record.run_dir is not None and (record.run_dir / "predictions" / "test.npz").is_file():
+        return record.run_dir / "predictions" / "test.npz"
+    named = (record.results.get("provenance") or {}).get("predictions")
+    return Path(named) if named and Path(named).is_file() else None
+
+
+def recorded_split_dir(record: RunRecord) -> Path | None:
+    """The split directory the run's manifest records (it may have moved since)."""
+    named = (record.manifest or {}).get("split_dir")
+    return Path(named) if named else None
+
+
 def _entry_candidates(folder: Path) -> list[Path]:
     return sorted(
         p for p in folder.rglob("*.json")

@@ -29,7 +29,8 @@ from oltr_bench.metrics.protocols import PROTOCOLS
 from oltr_bench.report import tables
 from oltr_bench.report.entries import METRIC_KEYS, is_http_url
 from oltr_bench.report.plots import PlotCache, page_plots
-from oltr_bench.report.rows import COMPARE_KEYS, UNKNOWN, Comparison, Row, reported_vs_reproduced
+from oltr_bench.report.compare import COMPARE_KEYS, Comparison, reported_vs_reproduced
+from oltr_bench.report.rows import UNKNOWN, Row
 from oltr_bench.utils.io import atomic_directory
 
 MARKER = ".oltr-bench-site"

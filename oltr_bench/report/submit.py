@@ -20,7 +20,7 @@ from oltr_bench.metrics.evaluate import evaluate
 from oltr_bench.metrics.protocols import DEFAULT_THRESHOLD
 from oltr_bench.metrics.predictions import load_predictions
 from oltr_bench.report import entries as lb
-from oltr_bench.report.collect import RunRecord
+from oltr_bench.report.collect import RunRecord, predictions_file, recorded_split_dir
 from oltr_bench.report.rows import run_rows
 from oltr_bench.splits.format import load_split_dir
 from oltr_bench.utils.io import sha256_file
@@ -28,20 +28,6 @@ from oltr_bench.utils.io import sha256_file
 # Options of ``leaderboard add`` that describe the entry (None = keep what the runs say).
 DESCRIPTIVE = ("name", "method", "backbone", "pretraining", "extra_data", "epochs", "notes", "code_url")
 TOLERANCE = 1e-9
-
-
-def _predictions_path(record: RunRecord) -> Path | None:
-    if record.run_dir is not None and (record.run_dir / "predictions" / "test.npz").is_file():
-        return record.run_dir / "predictions" / "test.npz"
-    named = (record.results.get("provenance") or {}).get("predictions")
-    return Path(named) if named and Path(named).is_file() else None
-
-
-def _split_dir(record: RunRecord, splits: Path | None) -> Path | None:
-    if splits is not None:
-        return splits
-    named = (record.manifest or {}).get("split_dir")
-    return Path(named) if named else None
 
 
 def verify_run(record: RunRecord, splits: Path | None = None) -> tuple[Path | None, str]:
@@ -59,10 +45,10 @@ def verify_run(record: RunRecord, splits: Path | None = None) -> tuple[Path | No
         return None, f"evaluated on split {str(res.get('split_fingerprint'))[:16]}..., not the canonical {dataset} split {canonical[:16]}..."
     if res.get("evaluation_set", "test") != "test":
         return None, f"scored on the {res.get('evaluation_set')} set, not test + open"
-    preds_path = _predictions_path(record)
+    preds_path = predictions_file(record)
     if preds_path is None:
         return None, "its predictions file (predictions/test.npz) was not found"
-    split_path = _split_dir(record, splits)
+    split_path = splits or recorded_split_dir(record)
     if split_path is None or not (split_path / "manifest.json").is_file():
         return None, "the split directory it was evaluated on was not found (pass --splits DIR)"
     split = load_split_dir(split_path)

@@ -18,7 +18,8 @@ from oltr_bench.errors import OltrError
 from oltr_bench.metrics.protocols import PROTOCOLS
 from oltr_bench.report.collect import Collected, RunRecord
 from oltr_bench.report.entries import METRIC_KEYS
-from oltr_bench.report.rows import UNKNOWN, Comparison, Row, build_rows, group_tables, reported_vs_reproduced
+from oltr_bench.report.compare import Comparison, reported_vs_reproduced
+from oltr_bench.report.rows import UNKNOWN, Row, build_rows, group_tables
 
 METRIC_COLUMNS = (
     ("many", "Many"),
@@ -127,16 +128,34 @@ def markdown_tables(rows: Sequence[Row], percent: bool = False, compare: bool = 
     return "\n".join(out)
 
 
+def comparison_measure(c: Comparison) -> str:
+    """How our numbers in a comparison were measured, and whether that matches the reported row."""
+    parts = [f"`{c.protocol}`, τ {fmt_threshold(c.threshold)}"]
+    if c.rescored:
+        parts.append(f"re-scored from its predictions (as run: `{c.ours.protocol}`, τ {fmt_threshold(c.ours.open_threshold)})")
+    differ = [what for what, same in (("protocols", c.same_protocol), ("thresholds", c.same_threshold)) if not same]
+    if differ:
+        parts.append(f"{' and '.join(differ)} differ: {c.mismatch}")
+    return "; ".join(parts)
+
+
+COMPARISON_LEGEND = (
+    "Gap = ours − reported. Where the protocols or thresholds differ, our numbers are re-scored from the run's "
+    "predictions under the reported protocol and τ when the predictions and the split are on disk; pairs that could "
+    "not be re-scored are not measured the same way (they say why)."
+)
+
+
 def markdown_comparison(comparisons: Sequence[Comparison], percent: bool = False) -> str:
     out = ["### Reported vs reproduced\n", "| Dataset | Method | Reported | Ours | Metric | Reported | Ours | Gap |", "|---|---|---|---|---|---|---|---|"]
     for c in comparisons:
         rep = f"{c.reported.display_name} (`{c.reported.protocol}`, τ {fmt_threshold(c.reported.open_threshold)})"
-        ours = f"{c.ours.display_name} (`{c.ours.protocol}`, τ {fmt_threshold(c.ours.open_threshold)})"
+        ours = f"{c.ours.display_name} ({comparison_measure(c)})"
         for key, reported, mine, gap in c.gaps:
             sign = "+" if gap >= 0 else "−"
             cells = [c.reported.dataset, c.reported.method, rep, ours, key, fmt_number(reported, percent), fmt_number(mine, percent), sign + fmt_number(abs(gap), percent)]
             out.append("| " + " | ".join(_md_escape(x) for x in cells) + " |")
-    out.append("\nGap = ours − reported. Where the protocols or thresholds differ the numbers are not measured the same way; re-evaluate with `oltr-bench evaluate --protocol ... --threshold ...` to compare like with like.\n")
+    out.append("\n" + COMPARISON_LEGEND + "\n")
     return "\n".join(out)
 
 
