@@ -275,3 +275,41 @@ def test_demo_points_to_the_overview_of_its_runs_and_the_papers(cli, embedded_sp
     assert 'href="embedded/run-plain-' in plain_row and "badge quick" in plain_row
     assert 'href="imagenet_lt/entry-oltr2019-plain/index.html"' in plain_row and ">0.295</a>" in plain_row
     assert 'href="places_lt/entry-oltr2019-plain/index.html"' in plain_row and ">0.366</a>" in plain_row
+
+
+# -- publishing: local paths and machine details --------------------------------------------------
+
+def test_pages_show_no_local_paths_unless_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("OLTR_BENCH_HOME", str(tmp_path / "home" / "work"))
+    stage1 = make_run(tmp_path / "home" / "exp" / "runs", method="plain")
+    run = make_run(tmp_path / "home" / "exp" / "runs", method="dme", stage1_run=stage1)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest.update(split_dir=str(tmp_path / "home" / "work" / "splits" / "toy_lt"), versions={"oltr_bench": "0.1.0", "platform": "Linux-6.1.0-hostbuild"},
+                    device={"type": "cuda", "name": "NVIDIA H100"}, note=f"features cached in {tmp_path}/home/cache",
+                    skipped=[str(tmp_path / "data" / "img1.jpg")])
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("weights: null", f"weights: {tmp_path}/data/caffe_resnet152.pth"))
+    rows = build_rows(collect([tmp_path / "home" / "exp" / "runs"]))
+    dme = next(r for r in rows if r.method == "dme")
+    build_site(rows, tmp_path / "site", plots=False)
+    html = (tmp_path / "site" / "toy_lt" / dme.slug / "index.html").read_text()
+    assert str(tmp_path) not in html and "hostbuild" not in html
+    assert f'<p class="path">runs/toy_lt/dme/{run.name}</p>' in html
+    assert f"&#34;stage1_run&#34;: &#34;runs/toy_lt/plain/{stage1.name}&#34;" in html
+    assert "&#34;split_dir&#34;: &#34;$OLTR_BENCH_HOME/splits/toy_lt&#34;" in html  # the work folder
+    assert "&#34;…/img1.jpg&#34;" in html and "features cached in ~/cache" in html  # outside both; the home folder
+    assert "weights: …/caffe_resnet152.pth" in html and "NVIDIA H100" in html  # the device stays
+    build_site(rows, tmp_path / "local", plots=False, local_paths=True)
+    html = (tmp_path / "local" / "toy_lt" / dme.slug / "index.html").read_text()
+    assert f'<p class="path">{run}</p>' in html and "Linux-6.1.0-hostbuild" in html and f"weights: {tmp_path}/data/caffe_resnet152.pth" in html
+
+
+def test_report_cli_local_paths(cli, tmp_path):
+    run = make_run(tmp_path / "runs")
+    cli("report", str(tmp_path / "runs"), "--html", str(tmp_path / "site"), "--no-plots", "--no-leaderboard")
+    cli("report", str(tmp_path / "runs"), "--html", str(tmp_path / "local"), "--no-plots", "--no-leaderboard", "--local-paths")
+    (page,) = (tmp_path / "site" / "toy_lt").glob("run-*/index.html")
+    assert str(run) not in page.read_text() and f"runs/toy_lt/plain/{run.name}" in page.read_text()
+    (page,) = (tmp_path / "local" / "toy_lt").glob("run-*/index.html")
+    assert str(run) in page.read_text()

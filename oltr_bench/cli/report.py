@@ -20,7 +20,9 @@ from oltr_bench.utils.io import atomic_write_text
 @click.option("--percent", is_flag=True, help="Markdown and LaTeX tables in percent instead of fractions (CSV and the site always hold fractions).")
 @click.option("--no-leaderboard", is_flag=True, help="Leave out the leaderboard entries (shipped ones and ./leaderboard).")
 @click.option("--no-plots", is_flag=True, help="Build the site without plots (faster).")
-def report_cmd(paths, fmt, output, html, percent, no_leaderboard, no_plots) -> None:
+@click.option("--local-paths", is_flag=True, help="Show the runs' absolute paths and OS/kernel on the site as recorded "
+              "(default: paths relative to the runs or work folder, OS left out, so the site can be published).")
+def report_cmd(paths, fmt, output, html, percent, no_leaderboard, no_plots, local_paths) -> None:
     """Tables of many/medium/few/top-1, open F, AUROC, FPR@95 and OSCR, and the leaderboard site.
 
     PATHS may be run directories, results.json files, leaderboard entry files, or folders
@@ -59,7 +61,7 @@ def report_cmd(paths, fmt, output, html, percent, no_leaderboard, no_plots) -> N
         else:
             click.echo(text)
     if html:
-        summary = build_site(rows, html, plots=not no_plots, progress=True)
+        summary = build_site(rows, html, plots=not no_plots, progress=True, local_paths=local_paths)
         click.echo(f"{summary.pages} pages, {summary.plots_drawn} plots drawn, {summary.plots_reused} reused", err=True)
         click.echo(f"site: {summary.index.resolve()}")
 

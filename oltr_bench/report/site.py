@@ -31,6 +31,7 @@ from oltr_bench.report import tables
 from oltr_bench.report.entries import METRIC_KEYS, is_http_url
 from oltr_bench.report.overview import methods_overview
 from oltr_bench.report.plots import PlotCache, page_plots
+from oltr_bench.report.redact import Redactor, site_anchors
 from oltr_bench.report.compare import COMPARE_KEYS, Comparison, reported_vs_reproduced
 from oltr_bench.report.rows import UNKNOWN, Row
 from oltr_bench.utils.io import atomic_directory
@@ -125,15 +126,20 @@ def check_site_dir(out: Path) -> None:
     )
 
 
-def build_site(rows: Sequence[Row], out: str | Path, *, plots: bool = True, progress: bool = False) -> SiteSummary:
-    """Write the site for ``rows`` to ``out`` (atomically); returns where its index is."""
+def build_site(rows: Sequence[Row], out: str | Path, *, plots: bool = True, progress: bool = False,
+               local_paths: bool = False) -> SiteSummary:
+    """Write the site for ``rows`` to ``out`` (atomically); returns where its index is.
+
+    Local paths and machine details are redacted (:mod:`oltr_bench.report.redact`) unless
+    ``local_paths``."""
     out = Path(out)
     check_site_dir(out)
     env = environment()
+    redactor = Redactor(site_anchors(run for row in rows for run in row.runs), enabled=not local_paths)
     datasets = [DatasetPage(name, [r for r in rows if r.dataset == name]) for name in sorted({r.dataset for r in rows})]
     comparisons = reported_vs_reproduced(rows)
     common = {"version": __version__, "generated": time.strftime("%Y-%m-%d %H:%M %Z"), "datasets": datasets,
-              "protocols": PROTOCOLS, "current_dataset": None}
+              "protocols": PROTOCOLS, "current_dataset": None, "paths": redactor}
     cache = PlotCache(out if out.is_dir() else None)
     pages = 0
     with atomic_directory(out, overwrite=True) as tmp:
