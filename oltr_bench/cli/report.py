@@ -28,7 +28,8 @@ def report_cmd(paths, fmt, output, html, percent, no_leaderboard, no_plots, loca
     PATHS may be run directories, results.json files, leaderboard entry files, or folders
     searched for them [default: oltr_work/runs]. Seeds of one configuration are averaged
     (mean ± std, with the seed count). One table per dataset and protocol; the tables also show
-    the leaderboard entries of the datasets you report on, the site shows every entry.
+    the leaderboard entries of the datasets you report on, the site shows every entry, and its
+    index a methods overview: your runs next to the published results of every dataset.
 
     \b
     Examples:
