@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from oltr_bench.config import config_hash
@@ -81,3 +82,26 @@ def make_entry(root: Path, slug: str, **fields: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(entry, indent=2), encoding="utf-8")
     return path
+
+
+def scored_run_dir(root: Path, split, *, tamper: bool = False, seed: int = 0, method: str = "plain") -> tuple[Path, dict[str, Any]]:
+    """A run directory on ``split`` whose results.json was computed by ``evaluate`` (protocol
+    ``oltr``, τ 0.1) from a full predictions file of random logits that favour the true class."""
+    from oltr_bench.metrics.evaluate import evaluate, write_results
+    from oltr_bench.metrics.predictions import load_predictions, write_predictions
+
+    ids = split.ids("test") + split.ids("open")
+    labels = np.array(split.labels("test") + [-1] * len(split.ids("open")))
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(len(ids), split.num_classes)).astype(np.float32)
+    logits[labels >= 0, labels[labels >= 0]] += rng.uniform(0, 6, size=int((labels >= 0).sum())).astype(np.float32)
+    run = Path(root) / split.dataset / method / f"run-full-{seed}"
+    write_predictions(run / "predictions" / "test.npz", ids=ids, logits=logits, split_fingerprint=split.fingerprint)
+    results = evaluate(load_predictions(run / "predictions" / "test.npz"), split, method=method)
+    if tamper:
+        results["metrics"]["few"] += 0.01
+    write_results(run / "results.json", results)
+    config = {"method": method, "dataset": split.dataset, "seed": seed, "model": {"backbone": "glyphnet", "weights": None}, "train": {"epochs": 20}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    (run / "manifest.json").write_text(json.dumps({"split_dir": str(split.path), "seed": seed, "training": {"epochs": 20}, "config_hash": "x"}), encoding="utf-8")
+    return run, results

@@ -152,6 +152,7 @@ def browser(tmp_path_factory):
 
 
 OPEN_F = {"A paper": 0.30, "B paper": None, "C paper": 0.45, "D paper": 0.10}
+OVERVIEW_F = {"focal": 0.2, "dme": 0.5, "range": 0.3}
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +164,8 @@ def site(tmp_path_factory):
     make_entry(root / "lb", "evil", name="<script>window.pwned = 1</script>",
                notes='<img src=x onerror="window.pwned = 2">', metrics={"open_f1": 0.2})
     make_run(root / "runs", metrics={"top1": 0.5, "many": 0.6, "medium": 0.5, "few": 0.3, "open_f1": 0.25})
+    for method, f in OVERVIEW_F.items():  # published results of another dataset, for the methods overview
+        make_entry(root / "lb", f"in-{method}", dataset="imagenet_lt", method=method, metrics={"top1": 0.3, "open_f1": f})
     rows = build_rows(collect([root / "runs"], leaderboard_dirs=[root / "lb"]))
     build_site(rows, root / "site")
     return root / "site", rows
@@ -212,4 +215,21 @@ def test_strings_from_entries_never_run_and_plots_load(browser, site):
     sizes = browser.eval("Promise.all(Array.from(document.images).map(i => i.decode().then(() => i.naturalWidth, () => 0)))")
     assert len(sizes) == 6 and all(w > 0 for w in sizes)
     assert browser.eval("typeof window.pwned") == "undefined"
+    assert browser.problems() == []
+
+
+def test_the_methods_overview_sorts_by_a_dataset_column(browser, site):
+    path, _ = site
+    browser.open((path / "index.html").as_uri())
+    methods = "Array.from(document.querySelectorAll('table.overview tbody tr')).map(r => r.cells[0].textContent.trim())"
+    assert browser.eval(methods) == ["dme", "focal", "plain", "range"]
+    header = "table.overview thead th[title='imagenet_lt, published, protocol oltr: open_f1'] button"
+    browser.click(header)
+    # Descending by ImageNet-LT open F; plain (only toy_lt results) last.
+    assert browser.eval(methods) == ["dme", "range", "focal", "plain"]
+    browser.click(header)
+    assert browser.eval(methods) == ["focal", "range", "dme", "plain"]
+    # A group header spans columns and does not sort.
+    browser.click("table.overview thead th.group:nth-child(2)")
+    assert browser.eval(methods) == ["focal", "range", "dme", "plain"]
     assert browser.problems() == []

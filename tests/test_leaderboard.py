@@ -15,7 +15,7 @@ import yaml
 from oltr_bench.errors import OltrError
 from oltr_bench.report import entries as lb
 from oltr_bench.report.collect import load_entries
-from tests.report_fixtures import make_entry, make_run
+from tests.report_fixtures import make_entry, make_run, scored_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +49,18 @@ def test_shipped_entries_are_valid_and_carry_the_published_numbers():
         entry = entries[("ms1m_lt", f"oltr2019-{method}")]
         assert entry["metrics"] == {} and list(entry["other_metrics"].values()) == [value]
         assert "could not be determined" in entry["notes"]
+        # Nothing is claimed about a model whose metric is undetermined: pretraining unknown,
+        # and the note says why the protocol is oltr-2019 although no §3 metric is stored.
+        assert entry["pretraining"] is None and "Protocol oltr-2019 only marks the value as the 2019 paper's" in entry["notes"]
+    # Epochs as the OLTR repository's configs and its issue #28 give them: plain 30, OLTR 30 + 60
+    # on ImageNet-LT and 30 + 30 on Places-LT, the paper's and the README's rows alike.
+    epochs = {(d, m): e["epochs"] for (d, m), e in entries.items() if d != "ms1m_lt"}
+    assert {k: v for k, v in epochs.items() if v is not None} == {
+        ("imagenet_lt", "oltr2019-plain"): 30, ("places_lt", "oltr2019-plain"): 30,
+        ("imagenet_lt", "oltr2019-dme"): 90, ("imagenet_lt", "oltr-repo-2020-dme"): 90,
+        ("places_lt", "oltr2019-dme"): 60, ("places_lt", "oltr-repo-2020-dme"): 60,
+    }
+    assert "30 (stage-1 plain) + 30 (stage 2)" in entries[("places_lt", "oltr2019-dme")]["notes"]
     for dataset, (many, medium, few, f) in REPO.items():
         entry = entries[(dataset, "oltr-repo-2020-dme")]
         assert entry["protocol"] == "oltr-code" and entry["open_threshold"] == 0.1
@@ -88,6 +100,11 @@ GOOD = json.loads((Path(__file__).parent.parent / "leaderboard" / "imagenet_lt" 
         ({"metrics": {"top1": None}}, "metrics: found {\"top1\": null}, expected at least one non-null metric"),
         ({"metrics_std": {"few": 0.1}, "metrics": {"many": 0.1}}, "metrics_std.few: found 0.1, expected a key that is also in metrics"),
         ({"open_threshold": 2}, "open_threshold: found 2, expected a threshold in [0, 1]"),
+        ({"verification": {"predictions_sha256": "xyz"}}, "verification.predictions_sha256: found \"xyz\", expected a list of sha256 hex digests, one per run"),
+        ({"verification": {"predictions_sha256": ["a" * 64] * 2}, "provenance": {"runs": [{}]}},
+         "verification.predictions_sha256: found [\"aaaa"),
+        ({"verification": {"predictions_sha256": ["a" * 64], "predictions": ["x", "y"]}},
+         "verification.predictions: found [\"x\", \"y\"], expected a list of file paths, one per digest"),
     ],
 )
 def test_schema_errors_name_the_key_what_was_found_and_what_was_expected(change, message):
@@ -196,7 +213,22 @@ def test_add_a_hand_written_entry(cli, tmp_path):
     data = json.loads(src.read_text())
     src.write_text(json.dumps({**data, "verified": True}))
     result = cli("leaderboard", "add", str(src), "--dir", str(tmp_path / "lb"), ok=False)
-    assert "verified: found true in a hand-written entry, expected false" in result.output
+    assert f"{src}: verified: found true in a hand-written entry, expected false" in result.output
+
+
+def test_add_names_the_file_it_refuses(cli, tmp_path):
+    bad = make_entry(tmp_path / "draft", "bad", metrics={"top1": 35.6})
+    result = cli("leaderboard", "add", str(bad), "--dir", str(tmp_path / "lb"), ok=False)
+    assert result.exit_code == 2 and f"{bad}: the entry is not valid (SPEC.md §4):" in result.output
+    assert "metrics.top1: found 35.6, expected a fraction in [0, 1] (not percent) or null" in result.output
+    broken = tmp_path / "draft" / "broken.json"
+    broken.write_text("{not json")
+    result = cli("leaderboard", "add", str(broken), "--dir", str(tmp_path / "lb"), ok=False)
+    assert result.exit_code == 2 and f"{broken}: not valid JSON (" in result.output
+    assert "expected a leaderboard entry (SPEC.md §4) or a run's results.json" in result.output
+    result = cli("report", str(broken), ok=False)
+    assert result.exit_code == 2 and f"{broken}: not valid JSON (" in result.output and "expected a results.json or a leaderboard entry" in result.output
+    assert not (tmp_path / "lb").exists()
 
 
 def test_where_add_writes(cli, tmp_path, monkeypatch):
@@ -251,30 +283,8 @@ def test_two_concurrent_adds_lose_nothing(tmp_path):
     assert all(errors == [] for errors in lb.validate_files(files).values())
 
 
-def full_run_dir(root, split, tamper=False):
-    """A run directory whose results.json was computed by `evaluate` from a full predictions file."""
-    from oltr_bench.metrics.evaluate import evaluate, write_results
-    from oltr_bench.metrics.predictions import load_predictions, write_predictions
-
-    ids = split.ids("test") + split.ids("open")
-    labels = np.array(split.labels("test") + [-1] * len(split.ids("open")))
-    rng = np.random.default_rng(0)
-    logits = rng.normal(size=(len(ids), split.num_classes)).astype(np.float32)
-    logits[labels >= 0, labels[labels >= 0]] += rng.uniform(0, 6, size=int((labels >= 0).sum())).astype(np.float32)
-    run = root / "embedded" / "plain" / "run-full"
-    write_predictions(run / "predictions" / "test.npz", ids=ids, logits=logits, split_fingerprint=split.fingerprint)
-    results = evaluate(load_predictions(run / "predictions" / "test.npz"), split, method="plain")
-    if tamper:
-        results["metrics"]["few"] += 0.01
-    write_results(run / "results.json", results)
-    config = {"method": "plain", "dataset": "embedded", "seed": 0, "model": {"backbone": "glyphnet", "weights": None}, "train": {"epochs": 20}}
-    (run / "config.yaml").write_text(yaml.safe_dump(config))
-    (run / "manifest.json").write_text(json.dumps({"split_dir": str(split.path), "seed": 0, "training": {"epochs": 20}, "config_hash": "x"}))
-    return run, results
-
-
 def test_add_verifies_by_recomputing_on_the_canonical_split(cli, tmp_path, embedded_split, monkeypatch):
-    run, results = full_run_dir(tmp_path / "runs", embedded_split)
+    run, results = scored_run_dir(tmp_path / "runs", embedded_split)
     out = cli("leaderboard", "add", str(run), "--dir", str(tmp_path / "lb")).output
     assert "verified: no (oltr-bench knows no canonical split fingerprint for 'embedded')" in out
     monkeypatch.setattr(lb, "canonical_fingerprint", lambda d: embedded_split.fingerprint if d == "embedded" else None)
@@ -287,6 +297,35 @@ def test_add_verifies_by_recomputing_on_the_canonical_split(cli, tmp_path, embed
     assert lb.entry_errors(entry) == []
     assert cli("leaderboard", "validate", str(tmp_path / "lb2")).output.strip() == "1 entries valid"
     # A results.json that disagrees with its own predictions is refused, not merely unverified.
-    bad, _ = full_run_dir(tmp_path / "bad", embedded_split, tamper=True)
+    bad, _ = scored_run_dir(tmp_path / "bad", embedded_split, tamper=True)
     result = cli("leaderboard", "add", str(bad), "--dir", str(tmp_path / "lb3"), ok=False)
     assert result.exit_code == 2 and "metrics.few is" in result.output and "does not match its predictions" in result.output
+
+
+def test_a_verified_entry_of_several_seeds_keeps_the_digest_of_each_runs_predictions(cli, tmp_path, embedded_split, monkeypatch):
+    from oltr_bench.metrics.predictions import load_predictions, write_predictions
+    from oltr_bench.utils.io import sha256_file
+
+    monkeypatch.setattr(lb, "canonical_fingerprint", lambda d: embedded_split.fingerprint if d == "embedded" else None)
+    runs = [scored_run_dir(tmp_path / "runs", embedded_split, seed=seed)[0] for seed in (0, 1)]
+    out = cli("leaderboard", "add", *map(str, runs), "--dir", str(tmp_path / "lb"), "--name", "plain, 2 seeds").output
+    path = Path(out.strip().splitlines()[-1])
+    entry = json.loads(path.read_text())
+    assert entry["verified"] is True and entry["seeds"] == [0, 1]
+    assert [r["run_id"] for r in entry["provenance"]["runs"]] == [run.name for run in runs]
+    digests = [sha256_file(run / "predictions" / "test.npz") for run in runs]
+    assert entry["verification"]["predictions_sha256"] == digests and digests[0] != digests[1]
+    # Where the files are, relative to the entry's folder, so that validate can re-check them.
+    assert [(path.parent / p).resolve() for p in entry["verification"]["predictions"]] == [(run / "predictions" / "test.npz").resolve() for run in runs]
+    assert cli("leaderboard", "validate", str(path)).output.strip() == "1 entries valid"
+    # Predictions replaced after verification: validate names the run whose file no longer matches.
+    preds = load_predictions(runs[1] / "predictions" / "test.npz")
+    write_predictions(runs[1] / "predictions" / "test.npz", ids=preds.ids, logits=preds.scores[:, ::-1].copy(),
+                      split_fingerprint=preds.split_fingerprint)
+    result = cli("leaderboard", "validate", str(path), ok=False)
+    assert result.exit_code == 2 and f"verification.predictions_sha256[1]: found {digests[1][:16]}..., but " in result.output
+    assert "predictions_sha256[0]" not in result.output
+    # Without the files (an entry published on its own) there is nothing to re-check.
+    entry["verification"]["predictions"] = ["gone/test.npz", "gone/test2.npz"]
+    path.write_text(json.dumps(entry))
+    assert cli("leaderboard", "validate", str(path)).output.strip() == "1 entries valid"

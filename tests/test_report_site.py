@@ -91,7 +91,11 @@ def test_pages_and_plots(site_inputs, tmp_path):
         for target in links.hrefs + links.srcs:
             if target.startswith("https://"):
                 continue
-            assert (html_file.parent / target).resolve().is_file(), (html_file, target)
+            path, _, fragment = target.partition("#")
+            assert (html_file.parent / path).resolve().is_file() if path else fragment, (html_file, target)
+            if fragment:
+                page = (html_file.parent / path) if path else html_file
+                assert f'id="{fragment}"' in page.read_text(), (html_file, target)
 
 
 def test_dataset_page_has_filters_and_sortable_columns(site_inputs, tmp_path):
@@ -196,3 +200,116 @@ def test_names_from_results_never_leave_the_site_folder(tmp_path):
     (page,) = (tmp_path / "out" / "site").glob("*/*/index.html")
     assert page.parent.parent.name == "escaped" and page.parent.name.startswith("run-m-")
     assert "../../../escaped" in "".join(parse(tmp_path / "out" / "site" / "index.html").text)
+
+
+# -- the methods overview ---------------------------------------------------------------------------
+
+def test_methods_overview_puts_published_and_our_results_side_by_side(tmp_path):
+    from oltr_bench.report.overview import methods_overview
+
+    make_run(tmp_path / "runs", method="plain", metrics={"top1": 0.5, "few": 0.2, "open_f1": 0.4})
+    make_run(tmp_path / "runs", method="plain", lr=0.01, metrics={"top1": 0.9, "few": 0.9, "open_f1": 0.9})  # a second config
+    make_run(tmp_path / "runs", method="dme", seed=0, metrics={"top1": 0.45, "few": 0.3, "open_f1": 0.5})
+    make_run(tmp_path / "runs", method="dme", seed=1, metrics={"top1": 0.55, "few": 0.3, "open_f1": 0.5})
+    make_run(tmp_path / "runs", method="dme", seed=7, partial=True, metrics={"top1": 0.99, "open_f1": 0.99})  # --quick
+    lb = tmp_path / "lb"
+    make_entry(lb, "in-plain", dataset="imagenet_lt", protocol="oltr-2019", method="plain", metrics={"top1": 0.209, "few": 0.004, "open_f1": 0.295})
+    make_entry(lb, "in-dme", dataset="imagenet_lt", protocol="oltr-2019", method="dme", metrics={"top1": 0.356, "few": 0.185, "open_f1": 0.474})
+    make_entry(lb, "in-repo", dataset="imagenet_lt", protocol="oltr-code", method="dme", metrics={"open_few": 0.175, "open_f1": 0.446})
+    make_entry(lb, "toy-plain", method="plain", metrics={"top1": 0.4, "few": 0.25, "open_f1": 0.3})  # toy_lt, oltr, τ 0.1
+    make_entry(lb, "toy-dme", method="dme", open_threshold=0.2, metrics={"few": 0.1, "open_f1": 0.3})
+    make_entry(lb, "toy-2019", method="dme", protocol="oltr-2019", metrics={"few": 0.2})
+    make_entry(lb, "ms1m", dataset="ms1m_lt", method="dme", metrics={}, other_metrics={"value (metric undetermined)": 0.745})
+    overview = methods_overview(build_rows(collect([tmp_path / "runs"], leaderboard_dirs=[lb])))
+    groups = [(g.dataset, g.side, g.protocol, [k for k, _ in g.keys], [k for k, _ in g.gap_keys], g.other) for g in overview.groups]
+    assert groups == [  # our datasets first; within a dataset ours, then published by protocol
+        ("toy_lt", "ours", "oltr", ["open_f1", "few", "top1"], ["open_f1", "few", "top1"], False),
+        ("toy_lt", "published", "oltr", ["open_f1", "few", "top1"], [], False),
+        ("toy_lt", "published", "oltr-2019", ["few"], [], False),
+        ("imagenet_lt", "published", "oltr-2019", ["open_f1", "few", "top1"], [], False),
+        ("imagenet_lt", "published", "oltr-code", ["open_f1", "open_few"], [], False),
+        ("ms1m_lt", "published", "oltr", [], [], True),
+    ]
+    assert overview.methods == ["dme", "plain"] and overview.unpublished == []
+    dme, plain = overview.cell("dme", 0), overview.cell("plain", 0)
+    # dme: the two seeds (not the --quick run, whatever its numbers); plain: one of two configurations, chosen by name.
+    assert dme.row.n_seeds == 2 and dme.row.metrics["top1"] == pytest.approx(0.5) and dme.more == 1
+    assert plain.more == 1 and plain.row.metrics["top1"] == 0.5
+    # Δ only within toy_lt under oltr; open F only at the same τ (the published dme used τ 0.2).
+    assert plain.gaps == pytest.approx({"open_f1": 0.1, "few": -0.05, "top1": 0.1})
+    assert dme.gaps == pytest.approx({"few": 0.2})
+    assert overview.cell("dme", 3).row.metrics["open_f1"] == 0.474 and overview.cell("dme", 3).gaps == {}
+    assert overview.cell("plain", 4) is None and overview.cell("dme", 5).row.other_metrics
+
+
+def test_index_shows_the_methods_overview(tmp_path):
+    make_run(tmp_path / "runs", method="plain", dataset="embedded", metrics={"top1": 0.5, "few": 0.2, "open_f1": 0.4})
+    make_entry(tmp_path / "lb", "in-plain", dataset="imagenet_lt", protocol="oltr-2019", method="plain", name="Plain (paper)",
+               metrics={"top1": 0.209, "few": 0.004, "open_f1": 0.295})
+    rows = build_rows(collect([tmp_path / "runs"], leaderboard_dirs=[tmp_path / "lb"]))
+    build_site(rows, tmp_path / "site", plots=False)
+    index = tmp_path / "site" / "index.html"
+    html = index.read_text()
+    assert 'id="methods"' in html and 'href="#methods"' in html
+    assert '<th class="group" colspan="3">embedded · ours<br><code>oltr</code></th>' in html
+    assert '<th class="group" colspan="3">imagenet_lt · published<br><code>oltr-2019</code></th>' in html
+    # The embedded benchmark is said to be what it is, and not ImageNet-LT.
+    assert ("<code>embedded</code> (Rendered-glyph open long-tailed benchmark generated locally (no data, no network)) "
+            "has no published\nresults on this site and is not imagenet_lt:") in html
+    (plain_row,) = [r for r in html.split("<tr>") if 'data-sort="plain"' in r]
+    run = next(r for r in rows if r.kind == "run")
+    assert f'href="embedded/{run.slug}/index.html"' in plain_row and 'href="imagenet_lt/entry-in-plain/index.html"' in plain_row
+    assert ">0.400</a>" in plain_row and ">0.295</a>" in plain_row
+    compare = (tmp_path / "site" / "compare.html").read_text()
+    assert "No method has both a reported and a reproduced result on the same dataset yet" in compare and "index.html#methods" in compare
+
+
+def test_demo_points_to_the_overview_of_its_runs_and_the_papers(cli, embedded_split, tmp_path):
+    (tmp_path / "work" / "splits").mkdir(parents=True)
+    (tmp_path / "work" / "splits" / "embedded").symlink_to(embedded_split.path)
+    out = cli("demo", "--quick", "--method", "plain").output
+    index = tmp_path / "work" / "report" / "site" / "index.html"
+    assert f"methods overview, these runs next to the published OLTR results: {index.resolve().as_uri()}#methods" in out
+    html = index.read_text()
+    (plain_row,) = [r for r in html.split("<tr>") if 'data-sort="plain"' in r]
+    assert 'href="embedded/run-plain-' in plain_row and "badge quick" in plain_row
+    assert 'href="imagenet_lt/entry-oltr2019-plain/index.html"' in plain_row and ">0.295</a>" in plain_row
+    assert 'href="places_lt/entry-oltr2019-plain/index.html"' in plain_row and ">0.366</a>" in plain_row
+
+
+# -- publishing: local paths and machine details --------------------------------------------------
+
+def test_pages_show_no_local_paths_unless_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("OLTR_BENCH_HOME", str(tmp_path / "home" / "work"))
+    stage1 = make_run(tmp_path / "home" / "exp" / "runs", method="plain")
+    run = make_run(tmp_path / "home" / "exp" / "runs", method="dme", stage1_run=stage1)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest.update(split_dir=str(tmp_path / "home" / "work" / "splits" / "toy_lt"), versions={"oltr_bench": "0.1.0", "platform": "Linux-6.1.0-hostbuild"},
+                    device={"type": "cuda", "name": "NVIDIA H100"}, note=f"features cached in {tmp_path}/home/cache",
+                    skipped=[str(tmp_path / "data" / "img1.jpg")])
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("weights: null", f"weights: {tmp_path}/data/caffe_resnet152.pth"))
+    rows = build_rows(collect([tmp_path / "home" / "exp" / "runs"]))
+    dme = next(r for r in rows if r.method == "dme")
+    build_site(rows, tmp_path / "site", plots=False)
+    html = (tmp_path / "site" / "toy_lt" / dme.slug / "index.html").read_text()
+    assert str(tmp_path) not in html and "hostbuild" not in html
+    assert f'<p class="path">runs/toy_lt/dme/{run.name}</p>' in html
+    assert f"&#34;stage1_run&#34;: &#34;runs/toy_lt/plain/{stage1.name}&#34;" in html
+    assert "&#34;split_dir&#34;: &#34;$OLTR_BENCH_HOME/splits/toy_lt&#34;" in html  # the work folder
+    assert "&#34;…/img1.jpg&#34;" in html and "features cached in ~/cache" in html  # outside both; the home folder
+    assert "weights: …/caffe_resnet152.pth" in html and "NVIDIA H100" in html  # the device stays
+    build_site(rows, tmp_path / "local", plots=False, local_paths=True)
+    html = (tmp_path / "local" / "toy_lt" / dme.slug / "index.html").read_text()
+    assert f'<p class="path">{run}</p>' in html and "Linux-6.1.0-hostbuild" in html and f"weights: {tmp_path}/data/caffe_resnet152.pth" in html
+
+
+def test_report_cli_local_paths(cli, tmp_path):
+    run = make_run(tmp_path / "runs")
+    cli("report", str(tmp_path / "runs"), "--html", str(tmp_path / "site"), "--no-plots", "--no-leaderboard")
+    cli("report", str(tmp_path / "runs"), "--html", str(tmp_path / "local"), "--no-plots", "--no-leaderboard", "--local-paths")
+    (page,) = (tmp_path / "site" / "toy_lt").glob("run-*/index.html")
+    assert str(run) not in page.read_text() and f"runs/toy_lt/plain/{run.name}" in page.read_text()
+    (page,) = (tmp_path / "local" / "toy_lt").glob("run-*/index.html")
+    assert str(run) in page.read_text()

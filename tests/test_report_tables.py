@@ -8,9 +8,11 @@ import statistics
 import pytest
 
 from oltr_bench.report.collect import collect
-from oltr_bench.report.rows import build_rows, reported_vs_reproduced, rows_for_tables
+from oltr_bench.report.compare import reported_vs_reproduced
+from oltr_bench.report.rows import build_rows, rows_for_tables
+from oltr_bench.report.site import build_site
 from oltr_bench.report.tables import csv_table, latex_escape, latex_tables, markdown, markdown_tables
-from tests.report_fixtures import make_entry, make_run
+from tests.report_fixtures import make_entry, make_run, scored_run_dir
 
 
 def rows_of(*paths, leaderboard=()):
@@ -101,6 +103,20 @@ def test_latex_escapes_and_balances(tmp_path):
     assert latex_escape("many > 100, few ≤ 20, a\\b") == r"many $>$ 100, few $\leq$ 20, a\textbackslash{}b"
 
 
+def test_latex_has_the_other_reported_column(tmp_path):
+    # The shipped MS1M-LT entries hold only numbers whose metric is undetermined (other_metrics).
+    make_entry(tmp_path, "ms1m", dataset="ms1m_lt", metrics={}, other_metrics={"value (metric undetermined)": 0.745})
+    make_entry(tmp_path, "with-f", dataset="ms1m_lt", name="Second", metrics={"open_f1": 0.5})
+    text = latex_tables(rows_of(tmp_path))
+    (spec,) = [l for l in text.splitlines() if l.startswith("\\begin{tabular}")]
+    columns = len(spec.split("{")[2].rstrip("}"))
+    assert spec.endswith("l}") and "Other reported \\\\" in text
+    body = [l for l in text.splitlines() if l.startswith(("Paper method &", "Second &"))]
+    assert len(body) == 2 and all(l.count(" & ") + 1 == columns for l in body)
+    (ms1m,) = [l for l in body if l.startswith("Paper method")]
+    assert ms1m.endswith(" & value (metric undetermined): 0.745 \\\\")
+
+
 def test_percent_tables(tmp_path):
     make_run(tmp_path, metrics={"top1": 0.3561, "many": 0.4321})
     assert line_of(markdown_tables(rows_of(tmp_path), percent=True), "plain")[8] == "43.2"
@@ -126,10 +142,47 @@ def test_reported_vs_reproduced_gaps(tmp_path):
     assert [(c.reported.name, c.ours.name) for c in comparisons] == [("DME (paper)", "dme"), ("DME (repo)", "dme")]
     paper, repo = comparisons
     assert [(k, round(gap, 6)) for k, _, _, gap in paper.gaps] == [("many", -0.032), ("few", 0.015), ("open_f1", -0.024)]
-    assert paper.same_protocol and not repo.same_protocol
+    assert paper.same_protocol and not repo.same_protocol and not repo.rescored
     text = markdown_tables(rows_of(tmp_path / "runs", leaderboard=[tmp_path / "lb"]))
     assert "### Reported vs reproduced" in text
     assert "| toy_lt | dme | DME (paper) (`oltr-2019`, τ 0.1) | dme (`oltr-2019`, τ 0.1) | many | 0.432 | 0.400 | −0.032 |" in text
+    # No predictions in this run directory: the pair keeps our numbers and says why.
+    assert "dme (`oltr-2019`, τ 0.1; protocols differ: not re-scored: 2025-s0-" in text and "no predictions/test.npz)" in text
+
+
+def test_our_run_is_rescored_under_the_reported_protocol_and_threshold(tmp_path, embedded_split):
+    from oltr_bench.metrics.evaluate import evaluate
+    from oltr_bench.metrics.predictions import load_predictions
+
+    run, as_run = scored_run_dir(tmp_path / "runs", embedded_split)  # protocol oltr, τ 0.1
+    make_entry(tmp_path / "lb", "paper", dataset="embedded", name="Plain (paper)", protocol="oltr-2019", open_threshold=0.3,
+               metrics={"few": 0.5, "open_f1": 0.6})
+    make_entry(tmp_path / "lb", "own", dataset="embedded", name="Plain, own τ", protocol="oltr", open_threshold=None,
+               metrics={"open_f1": 0.6})
+    (paper, own) = sorted(reported_vs_reproduced(rows_of(tmp_path / "runs", leaderboard=[tmp_path / "lb"])), key=lambda c: c.reported.name)
+    expected = evaluate(load_predictions(run / "predictions" / "test.npz"), embedded_split, protocol="oltr-2019", threshold=0.3)["metrics"]
+    assert expected["open_f1"] != as_run["metrics"]["open_f1"]  # the re-scoring matters
+    assert (paper.rescored, paper.protocol, paper.threshold, paper.mismatch) == (True, "oltr-2019", 0.3, "")
+    assert paper.gaps == [("few", 0.5, expected["few"], expected["few"] - 0.5), ("open_f1", 0.6, expected["open_f1"], expected["open_f1"] - 0.6)]
+    # A method's own rejection cannot be applied to our predictions: as run, flagged, with the reason.
+    assert (own.rescored, own.threshold, own.gaps[0][2]) == (False, 0.1, as_run["metrics"]["open_f1"])
+    assert own.mismatch == "the reported method rejects on its own"
+    text = markdown_tables(rows_of(tmp_path / "runs", leaderboard=[tmp_path / "lb"]))
+    assert "| plain (`oltr-2019`, τ 0.3; re-scored from its predictions (as run: `oltr`, τ 0.1)) | open_f1 |" in text
+    build_site(rows_of(tmp_path / "runs", leaderboard=[tmp_path / "lb"]), tmp_path / "site", plots=False)
+    compare = (tmp_path / "site" / "compare.html").read_text()
+    assert "<code>oltr-2019</code>, τ 0.3" in compare and "re-scored</span> as run: <code>oltr</code>, τ 0.1" in compare
+    assert "thresholds differ</span> <span class=\"note\">the reported method rejects on its own</span>" in compare
+    # Without the predictions, or with the split gone from its recorded place, the pair falls back to the flag.
+    manifest = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({**manifest, "split_dir": str(tmp_path / "moved")}))
+    (paper, _) = sorted(reported_vs_reproduced(rows_of(tmp_path / "runs", leaderboard=[tmp_path / "lb"])), key=lambda c: c.reported.name)
+    assert (paper.rescored, paper.protocol, paper.threshold) == (False, "oltr", 0.1)
+    assert paper.mismatch == "not re-scored: run-full-0: the split it was scored on is not at its recorded place"
+    assert paper.gaps[1] == ("open_f1", 0.6, as_run["metrics"]["open_f1"], as_run["metrics"]["open_f1"] - 0.6)
+    (run / "predictions" / "test.npz").unlink()
+    (paper, _) = sorted(reported_vs_reproduced(rows_of(tmp_path / "runs", leaderboard=[tmp_path / "lb"])), key=lambda c: c.reported.name)
+    assert paper.mismatch == "not re-scored: run-full-0: no predictions/test.npz"
 
 
 def test_old_results_without_new_keys_still_report(tmp_path):
@@ -152,6 +205,12 @@ def test_report_cli_formats_and_errors(cli, tmp_path):
     assert "### imagenet_lt — protocol `oltr-2019`" in cli("report").output
     bad = cli("report", "--no-leaderboard", ok=False)
     assert bad.exit_code == 2 and "nothing to report" in bad.output
+    # --percent never goes silently unused: CSV keeps fractions, and the site has no tables.
+    bad = cli("report", str(tmp_path / "runs"), "--format", "csv", "--percent", ok=False)
+    assert bad.exit_code == 2 and "CSV always holds fractions in [0, 1]" in bad.output
+    bad = cli("report", str(tmp_path / "runs"), "--html", str(tmp_path / "site"), "--percent", ok=False)
+    assert bad.exit_code == 2 and "--percent applies to the tables" in bad.output and not (tmp_path / "site").exists()
+    assert "| 50.0 | 25.0 |" in cli("report", str(tmp_path / "runs"), "--html", str(tmp_path / "site"), "--percent", "--format", "md", "--no-plots").output
     (tmp_path / "junk.json").write_text("{}")
     bad = cli("report", str(tmp_path / "junk.json"), ok=False)
     assert bad.exit_code == 2 and "expected a results.json, a leaderboard entry" in bad.output

@@ -49,6 +49,7 @@ def demo_cmd(methods, seed, quick) -> None:
     site = build_site(rows, report_dir() / "site", progress=True)
     click.echo(text)
     click.echo(f"report: {report.resolve()}")
+    click.echo(f"methods overview, these runs next to the published OLTR results: {site.index.resolve().as_uri()}#methods")
     click.echo(f"site: {site.index.resolve()}  (open it in a browser)")
 
 

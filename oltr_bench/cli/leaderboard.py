@@ -8,7 +8,7 @@ import click
 
 from oltr_bench.errors import OltrError
 from oltr_bench.report import entries as lb
-from oltr_bench.report.collect import load_run
+from oltr_bench.report.collect import load_run, read_json
 from oltr_bench.report.submit import entry_from_file, entry_from_runs, same_runs_entry
 
 
@@ -76,13 +76,14 @@ def add_cmd(paths, root, name, method, backbone, pretraining, extra_data, epochs
     options = {"name": name, "method": method, "backbone": backbone, "pretraining": pretraining, "extra_data": extra_data,
                "epochs": epochs, "notes": notes, "code_url": code_url}
     paper = {k: v for k, v in (("title", paper_title), ("venue", venue), ("year", year), ("url", paper_url)) if v is not None}
-    if len(paths) == 1 and paths[0].is_file() and lb.is_entry_file(paths[0]):
-        entry = entry_from_file(lb.load_entry(paths[0]), options=options, paper=paper)
+    single = read_json(paths[0], "a leaderboard entry (SPEC.md §4) or a run's results.json") if len(paths) == 1 and paths[0].is_file() else {}
+    if str(single.get("format", "")).startswith(lb.ENTRY_PREFIX):
+        entry = entry_from_file(paths[0], single, options=options, paper=paper)
         why_not = ""
         default_slug = paths[0].stem
     else:
         records = [load_run(_results_file(p)) for p in paths]
-        entry, why_not = entry_from_runs(records, options=options, paper=paper, splits=splits)
+        entry, why_not = entry_from_runs(records, options=options, paper=paper, splits=splits, leaderboard=root)
         existing = same_runs_entry(root, entry)
         if existing is not None:
             raise OltrError(f"{existing} already holds an entry for these runs; delete it first to replace it")

@@ -17,16 +17,19 @@ from oltr_bench.utils.io import atomic_write_text
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="md", show_default=True, help="Table format: Markdown, CSV or LaTeX.")
 @click.option("--output", type=click.Path(path_type=Path), help="Write the tables to this file instead of standard output.")
 @click.option("--html", "html", type=click.Path(path_type=Path), help="Build the leaderboard site in this folder (new, empty or an earlier site); tables are then printed only with --format or --output.")
-@click.option("--percent", is_flag=True, help="Tables in percent instead of fractions.")
+@click.option("--percent", is_flag=True, help="Markdown and LaTeX tables in percent instead of fractions (CSV and the site always hold fractions).")
 @click.option("--no-leaderboard", is_flag=True, help="Leave out the leaderboard entries (shipped ones and ./leaderboard).")
 @click.option("--no-plots", is_flag=True, help="Build the site without plots (faster).")
-def report_cmd(paths, fmt, output, html, percent, no_leaderboard, no_plots) -> None:
+@click.option("--local-paths", is_flag=True, help="Show the runs' absolute paths and OS/kernel on the site as recorded "
+              "(default: paths relative to the runs or work folder, OS left out, so the site can be published).")
+def report_cmd(paths, fmt, output, html, percent, no_leaderboard, no_plots, local_paths) -> None:
     """Tables of many/medium/few/top-1, open F, AUROC, FPR@95 and OSCR, and the leaderboard site.
 
     PATHS may be run directories, results.json files, leaderboard entry files, or folders
     searched for them [default: oltr_work/runs]. Seeds of one configuration are averaged
     (mean ± std, with the seed count). One table per dataset and protocol; the tables also show
-    the leaderboard entries of the datasets you report on, the site shows every entry.
+    the leaderboard entries of the datasets you report on, the site shows every entry, and its
+    index a methods overview: your runs next to the published results of every dataset.
 
     \b
     Examples:
@@ -37,6 +40,11 @@ def report_cmd(paths, fmt, output, html, percent, no_leaderboard, no_plots) -> N
     from oltr_bench.report.collect import collect, leaderboard_dirs
     from oltr_bench.report.rows import build_rows, rows_for_tables
     from oltr_bench.report.site import build_site
+    ctx = click.get_current_context()
+    tables_wanted = not html or output or ctx.get_parameter_source("fmt") != click.core.ParameterSource.DEFAULT
+    if percent and not tables_wanted:
+        raise OltrError("--percent applies to the tables, and with --html they are written only with --format or --output; "
+                        "the site always shows fractions")
     if paths:
         inputs = list(paths)
     else:
@@ -46,8 +54,6 @@ def report_cmd(paths, fmt, output, html, percent, no_leaderboard, no_plots) -> N
         where = ", ".join(map(str, inputs)) or str(runs_root())
         raise OltrError(f"nothing to report: no results.json or leaderboard entry found under {where}; run 'oltr-bench run' first")
     rows = build_rows(collected)
-    ctx = click.get_current_context()
-    tables_wanted = not html or output or ctx.get_parameter_source("fmt") != click.core.ParameterSource.DEFAULT
     if tables_wanted:
         text = render(rows_for_tables(rows), fmt, percent)
         if output:
@@ -56,7 +62,7 @@ def report_cmd(paths, fmt, output, html, percent, no_leaderboard, no_plots) -> N
         else:
             click.echo(text)
     if html:
-        summary = build_site(rows, html, plots=not no_plots, progress=True)
+        summary = build_site(rows, html, plots=not no_plots, progress=True, local_paths=local_paths)
         click.echo(f"{summary.pages} pages, {summary.plots_drawn} plots drawn, {summary.plots_reused} reused", err=True)
         click.echo(f"site: {summary.index.resolve()}")
 

@@ -46,18 +46,21 @@ class Collected:
     entries: list[EntryRecord] = field(default_factory=list)
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
+def read_json(path: Path, expected: str) -> dict[str, Any]:
+    """A JSON object from ``path``; ``expected`` (e.g. "a results.json") completes the error message."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise OltrError(f"{path} is not a readable {what}: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OltrError(f"{path}: cannot read the file ({exc}); expected {expected}") from None
+    except json.JSONDecodeError as exc:
+        raise OltrError(f"{path}: not valid JSON ({exc}); expected {expected}") from None
     if not isinstance(data, dict):
-        raise OltrError(f"{path}: expected a JSON object ({what}), found {type(data).__name__}")
+        raise OltrError(f"{path}: found a JSON {type(data).__name__}, expected {expected} (a JSON object)")
     return data
 
 
 def load_results(path: Path) -> dict[str, Any]:
-    data = _read_json(Path(path), "results file")
+    data = read_json(Path(path), "a results.json (SPEC.md §3)")
     if not str(data.get("format", "")).startswith(RESULTS_PREFIX):
         raise OltrError(f"{path}: format {data.get('format')!r} is not an oltr-bench results file")
     for key in ("dataset", "metrics"):
@@ -82,8 +85,22 @@ def load_run(path: Path) -> RunRecord:
                 raise OltrError(f"{config_path} is not valid YAML: {exc}") from None
             record.config = config if isinstance(config, dict) else None
         if manifest_path.is_file():
-            record.manifest = _read_json(manifest_path, "run manifest")
+            record.manifest = read_json(manifest_path, "a run manifest")
     return record
+
+
+def predictions_file(record: RunRecord) -> Path | None:
+    """The run's test predictions (``predictions/test.npz``, or the file its results name), if present."""
+    if record.run_dir is not None and (record.run_dir / "predictions" / "test.npz").is_file():
+        return record.run_dir / "predictions" / "test.npz"
+    named = (record.results.get("provenance") or {}).get("predictions")
+    return Path(named) if named and Path(named).is_file() else None
+
+
+def recorded_split_dir(record: RunRecord) -> Path | None:
+    """The split directory the run's manifest records (it may have moved since)."""
+    named = (record.manifest or {}).get("split_dir")
+    return Path(named) if named else None
 
 
 def _entry_candidates(folder: Path) -> list[Path]:
@@ -124,7 +141,7 @@ def collect(paths: Iterable[Path], *, leaderboard_dirs: Iterable[Path] = ()) -> 
     entry_files: list[Path] = []
     for path in map(Path, paths):
         if path.is_file():
-            fmt = lb.file_format(path)
+            fmt = str(read_json(path, "a results.json or a leaderboard entry (SPEC.md §3, §4)").get("format", ""))
             if fmt.startswith(lb.ENTRY_PREFIX):
                 entry_files.append(path)
             elif fmt.startswith(RESULTS_PREFIX) or path.name == "results.json":

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 from oltr_bench.errors import OltrError
 from oltr_bench.metrics.protocols import PROTOCOLS
 from oltr_bench.paths import work_dir
-from oltr_bench.utils.io import dumps_json
+from oltr_bench.utils.io import dumps_json, sha256_file
 
 ENTRY_FORMAT = "oltr-bench-entry/1"
 ENTRY_PREFIX = "oltr-bench-entry/"  # any version of the entry format
@@ -130,7 +130,8 @@ COMPOSITE = ("paper", "metrics", "metrics_std", "other_metrics", "verification")
 TOP_LEVEL = (*FIELDS, *COMPOSITE)
 PAPER_KEYS = {"title": _string, "venue": _string, "year": lambda v: isinstance(v, int) and not isinstance(v, bool) and 1900 <= v <= 2100, "url": is_http_url}
 PAPER_EXPECTED = {"title": "a non-empty string", "venue": "a non-empty string", "year": "a year like 2019", "url": "an http(s) URL"}
-VERIFICATION_KEYS = ("split_fingerprint", "predictions_sha256", "evaluated_by")
+VERIFICATION_KEYS = ("split_fingerprint", "predictions_sha256", "predictions", "evaluated_by")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def entry_errors(data: Any) -> list[str]:
@@ -192,9 +193,35 @@ def entry_errors(data: Any) -> list[str]:
             c.bad("verification", verification, "an object written by 'oltr-bench leaderboard add'")
         else:
             c.unknown_keys("verification.", verification, VERIFICATION_KEYS)
+            _check_predictions_evidence(c, verification, data.get("provenance"))
     if data.get("verified") is True:
         c.errors += _verified_errors(data)
     return c.errors
+
+
+def predictions_digests(verification: dict) -> list[Any]:
+    """``verification.predictions_sha256`` as a list, one per run (a single string: one run, as
+    entries written before one digest per run was stored)."""
+    digests = verification.get("predictions_sha256")
+    return [digests] if isinstance(digests, str) else list(digests) if isinstance(digests, list) else []
+
+
+def _check_predictions_evidence(c: _Checker, verification: dict, provenance: Any) -> None:
+    digests = verification.get("predictions_sha256")
+    if digests is not None and not (
+        (isinstance(digests, str) and SHA256_RE.match(digests))
+        or (isinstance(digests, list) and digests and all(isinstance(d, str) and SHA256_RE.match(d) for d in digests))
+    ):
+        c.bad("verification.predictions_sha256", digests, "a list of sha256 hex digests, one per run")
+        return
+    runs = provenance.get("runs") if isinstance(provenance, dict) else None
+    if isinstance(digests, list) and isinstance(runs, list) and len(digests) != len(runs):
+        c.bad("verification.predictions_sha256", digests, f"one digest per run of provenance.runs ({len(runs)})")
+    paths = verification.get("predictions")
+    if paths is not None and not (
+        isinstance(paths, list) and all(isinstance(p, str) and p for p in paths) and len(paths) == len(predictions_digests(verification))
+    ):
+        c.bad("verification.predictions", paths, "a list of file paths, one per digest of verification.predictions_sha256")
 
 
 def _verified_errors(data: dict) -> list[str]:
@@ -213,6 +240,8 @@ def _verified_errors(data: dict) -> list[str]:
         c.bad("verified", True, f"false: oltr-bench knows no canonical split fingerprint for dataset {dataset!r}")
     elif found != canonical:
         c.bad("verification.split_fingerprint", found, f"the canonical fingerprint of {dataset} ({canonical[:16]}...)")
+    if "predictions_sha256" not in verification:
+        c.missing("verification.predictions_sha256", "the sha256 of each run's predictions, written by 'oltr-bench leaderboard add'")
     return c.errors
 
 
@@ -321,8 +350,33 @@ def validate_files(paths: Iterable[Path]) -> dict[Path, list[str]]:
         except json.JSONDecodeError as exc:
             report[path] = [f"not valid JSON ({exc})"]
             continue
-        report[path] = entry_errors(data) + (location_errors(path, data) if isinstance(data, dict) else [])
+        errors = entry_errors(data)
+        if isinstance(data, dict):
+            errors += location_errors(path, data)
+            if not errors:
+                errors += predictions_errors(path, data)
+        report[path] = errors
     return report
+
+
+def predictions_errors(path: Path, data: dict[str, Any]) -> list[str]:
+    """Re-check ``verification.predictions_sha256`` against the predictions files the entry names
+    (``verification.predictions``, relative to the entry's folder) that still exist.
+
+    This is a consistency check, not proof: an entry carries no predictions, so a hand-made one
+    without ``verification.predictions`` (or whose files are gone) cannot be told from one
+    written by ``leaderboard add`` (SPEC.md §4).
+    """
+    verification = data.get("verification")
+    if not isinstance(verification, dict) or not isinstance(verification.get("predictions"), list):
+        return []
+    errors = []
+    for i, (name, digest) in enumerate(zip(verification["predictions"], predictions_digests(verification))):
+        file = Path(path).parent / name
+        if file.is_file() and (found := sha256_file(file)) != digest:
+            errors.append(f"verification.predictions_sha256[{i}]: found {digest[:16]}..., but {file} has sha256 {found[:16]}...; "
+                          "expected the digest of the predictions that were verified (the file changed, or the entry was edited)")
+    return errors
 
 
 def write_entry(root: Path, entry: dict[str, Any], slug: str) -> Path:

@@ -21,9 +21,6 @@ from oltr_bench.report.collect import Collected, EntryRecord, RunRecord
 
 UNKNOWN = "unknown"  # open threshold of a reported number whose threshold is not known
 
-# Metrics compared in the reported-vs-reproduced view (those a paper table reports).
-COMPARE_KEYS = ("many", "medium", "few", "top1", "open_many", "open_medium", "open_few", "open_f1")
-
 
 @dataclass
 class Row:
@@ -71,7 +68,7 @@ def config_without_seed_hash(config: dict[str, Any]) -> str:
     return config_hash({k: v for k, v in config.items() if k != "seed"})
 
 
-def _aggregate(values: Sequence[dict[str, Any]]) -> tuple[dict[str, float | None], dict[str, float | None]]:
+def aggregate(values: Sequence[dict[str, Any]]) -> tuple[dict[str, float | None], dict[str, float | None]]:
     keys: list[str] = []
     for metrics in values:
         keys += [k for k in metrics if k not in keys]
@@ -124,7 +121,7 @@ def run_rows(records: Iterable[RunRecord]) -> list[Row]:
         first = group[0]
         res, config = first.results, first.config or {}
         model = config.get("model") or {}
-        mean, std = _aggregate([r.results.get("metrics") or {} for r in group])
+        mean, std = aggregate([r.results.get("metrics") or {} for r in group])
         weights = model.get("weights")
         rows.append(Row(
             kind="run",
@@ -234,40 +231,3 @@ def group_tables(rows: Sequence[Row]) -> dict[tuple[str, str, str], list[Row]]:
     for row in rows:
         tables[row.table_key].append(row)
     return dict(sorted(tables.items()))
-
-
-@dataclass
-class Comparison:
-    """A reported row next to one of ours for the same dataset and method."""
-
-    reported: Row
-    ours: Row
-    gaps: list[tuple[str, float, float, float]]  # (metric, reported, ours, ours - reported)
-
-    @property
-    def same_protocol(self) -> bool:
-        return self.reported.protocol == self.ours.protocol
-
-    @property
-    def same_threshold(self) -> bool:
-        return self.reported.open_threshold == self.ours.open_threshold
-
-
-def reported_vs_reproduced(rows: Sequence[Row]) -> list[Comparison]:
-    """For each dataset and method: every reported row paired with each of our rows (runs and
-    reproduced entries; not ``--quick`` runs) that share at least one metric."""
-    reported = [r for r in rows if r.source == "reported"]
-    ours = [r for r in rows if r.source in ("reproduced", "verified") and not r.partial]
-    pairs = []
-    for rep in reported:
-        for mine in ours:
-            if (mine.dataset, mine.method) != (rep.dataset, rep.method) or mine.evaluation_set != "test":
-                continue
-            gaps = [
-                (key, rep.metrics[key], mine.metrics[key], mine.metrics[key] - rep.metrics[key])
-                for key in COMPARE_KEYS
-                if rep.metrics.get(key) is not None and mine.metrics.get(key) is not None
-            ]
-            if gaps:
-                pairs.append(Comparison(rep, mine, gaps))
-    return sorted(pairs, key=lambda c: (c.reported.dataset, c.reported.method, c.reported.name, c.ours.name))

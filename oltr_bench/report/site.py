@@ -1,5 +1,6 @@
-"""The static leaderboard site: an index, one sortable and filterable page per dataset, one page
-per entry or run (with its plots), and the reported-vs-reproduced view.
+"""The static leaderboard site: an index with the methods overview (every dataset's published and
+our results side by side), one sortable and filterable page per dataset, one page per entry or run
+(with its plots), and the reported-vs-reproduced view.
 
 Pages are rendered by Jinja2 with autoescaping on, so every string from an entry or a run is
 shown as text; links are only made from http(s) URLs. The JavaScript and CSS ship with the
@@ -28,8 +29,11 @@ from oltr_bench.errors import OltrError
 from oltr_bench.metrics.protocols import PROTOCOLS
 from oltr_bench.report import tables
 from oltr_bench.report.entries import METRIC_KEYS, is_http_url
+from oltr_bench.report.overview import methods_overview
 from oltr_bench.report.plots import PlotCache, page_plots
-from oltr_bench.report.rows import COMPARE_KEYS, UNKNOWN, Comparison, Row, reported_vs_reproduced
+from oltr_bench.report.redact import Redactor, site_anchors
+from oltr_bench.report.compare import COMPARE_KEYS, Comparison, reported_vs_reproduced
+from oltr_bench.report.rows import UNKNOWN, Row
 from oltr_bench.utils.io import atomic_directory
 
 MARKER = ".oltr-bench-site"
@@ -122,15 +126,20 @@ def check_site_dir(out: Path) -> None:
     )
 
 
-def build_site(rows: Sequence[Row], out: str | Path, *, plots: bool = True, progress: bool = False) -> SiteSummary:
-    """Write the site for ``rows`` to ``out`` (atomically); returns where its index is."""
+def build_site(rows: Sequence[Row], out: str | Path, *, plots: bool = True, progress: bool = False,
+               local_paths: bool = False) -> SiteSummary:
+    """Write the site for ``rows`` to ``out`` (atomically); returns where its index is.
+
+    Local paths and machine details are redacted (:mod:`oltr_bench.report.redact`) unless
+    ``local_paths``."""
     out = Path(out)
     check_site_dir(out)
     env = environment()
+    redactor = Redactor(site_anchors(run for row in rows for run in row.runs), enabled=not local_paths)
     datasets = [DatasetPage(name, [r for r in rows if r.dataset == name]) for name in sorted({r.dataset for r in rows})]
     comparisons = reported_vs_reproduced(rows)
     common = {"version": __version__, "generated": time.strftime("%Y-%m-%d %H:%M %Z"), "datasets": datasets,
-              "protocols": PROTOCOLS, "current_dataset": None}
+              "protocols": PROTOCOLS, "current_dataset": None, "paths": redactor}
     cache = PlotCache(out if out.is_dir() else None)
     pages = 0
     with atomic_directory(out, overwrite=True) as tmp:
@@ -139,8 +148,10 @@ def build_site(rows: Sequence[Row], out: str | Path, *, plots: bool = True, prog
         static.mkdir()
         for name in STATIC_FILES:
             shutil.copyfile(str(files("oltr_bench.report") / "static" / name), static / name)
+        overview = methods_overview(rows)
         _write(tmp / "index.html", env.get_template("index.html").render(
-            **common, root="", comparisons=comparisons))
+            **common, root="", comparisons=comparisons, overview=overview, descriptions=_descriptions(overview.unpublished),
+            published_datasets=_or_list(sorted({g.dataset for g in overview.groups if not g.ours}))))
         _write(tmp / "compare.html", env.get_template("compare.html").render(
             **{**common, "current_dataset": "@compare"}, root="", comparisons=comparisons, compare_keys=COMPARE_KEYS))
         pages += 2
@@ -161,6 +172,19 @@ def build_site(rows: Sequence[Row], out: str | Path, *, plots: bool = True, prog
                 bar.update()
         bar.close()
     return SiteSummary(out / "index.html", pages, cache.drawn, cache.reused)
+
+
+def _descriptions(datasets: Sequence[str]) -> dict[str, str]:
+    """One line on each dataset that has only our results (what the embedded benchmark is)."""
+    if not datasets:
+        return {}
+    from oltr_bench.registry import DATASETS, first_line  # imports the dataset modules: only when needed
+
+    return {name: first_line(DATASETS.get(name)).rstrip(".") for name in datasets if name in DATASETS}
+
+
+def _or_list(names: Sequence[str]) -> str:
+    return ", ".join(names[:-1]) + (" or " if len(names) > 1 else "") + (names[-1] if names else "")
 
 
 def _write(path: Path, text: str) -> None:

@@ -9,6 +9,7 @@ and agree with the run's ``results.json``.
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,7 +20,7 @@ from oltr_bench.metrics.evaluate import evaluate
 from oltr_bench.metrics.protocols import DEFAULT_THRESHOLD
 from oltr_bench.metrics.predictions import load_predictions
 from oltr_bench.report import entries as lb
-from oltr_bench.report.collect import RunRecord
+from oltr_bench.report.collect import RunRecord, predictions_file, recorded_split_dir
 from oltr_bench.report.rows import run_rows
 from oltr_bench.splits.format import load_split_dir
 from oltr_bench.utils.io import sha256_file
@@ -29,25 +30,11 @@ DESCRIPTIVE = ("name", "method", "backbone", "pretraining", "extra_data", "epoch
 TOLERANCE = 1e-9
 
 
-def _predictions_path(record: RunRecord) -> Path | None:
-    if record.run_dir is not None and (record.run_dir / "predictions" / "test.npz").is_file():
-        return record.run_dir / "predictions" / "test.npz"
-    named = (record.results.get("provenance") or {}).get("predictions")
-    return Path(named) if named and Path(named).is_file() else None
-
-
-def _split_dir(record: RunRecord, splits: Path | None) -> Path | None:
-    if splits is not None:
-        return splits
-    named = (record.manifest or {}).get("split_dir")
-    return Path(named) if named else None
-
-
-def verify_run(record: RunRecord, splits: Path | None = None) -> tuple[dict[str, Any] | None, str]:
+def verify_run(record: RunRecord, splits: Path | None = None) -> tuple[Path | None, str]:
     """Recompute a run's test metrics from its predictions on the canonical split.
 
-    Returns (evidence, "") when verified, else (None, why not). A results.json that disagrees
-    with its own predictions is an error, not merely unverified.
+    Returns (the predictions file, "") when verified, else (None, why not). A results.json that
+    disagrees with its own predictions is an error, not merely unverified.
     """
     res = record.results
     dataset = res["dataset"]
@@ -58,10 +45,10 @@ def verify_run(record: RunRecord, splits: Path | None = None) -> tuple[dict[str,
         return None, f"evaluated on split {str(res.get('split_fingerprint'))[:16]}..., not the canonical {dataset} split {canonical[:16]}..."
     if res.get("evaluation_set", "test") != "test":
         return None, f"scored on the {res.get('evaluation_set')} set, not test + open"
-    preds_path = _predictions_path(record)
+    preds_path = predictions_file(record)
     if preds_path is None:
         return None, "its predictions file (predictions/test.npz) was not found"
-    split_path = _split_dir(record, splits)
+    split_path = splits or recorded_split_dir(record)
     if split_path is None or not (split_path / "manifest.json").is_file():
         return None, "the split directory it was evaluated on was not found (pass --splits DIR)"
     split = load_split_dir(split_path)
@@ -84,15 +71,36 @@ def verify_run(record: RunRecord, splits: Path | None = None) -> tuple[dict[str,
                 f"{record.path}: metrics.{key} is {claimed} but its predictions {preds_path} give {value}; "
                 "the results file does not match its predictions (re-run 'oltr-bench evaluate')"
             )
-    evidence = {"split_fingerprint": canonical, "predictions_sha256": sha256_file(preds_path), "evaluated_by": f"oltr-bench {__version__}"}
-    return evidence, ""
+    return preds_path, ""
+
+
+def _verification(dataset: str, predictions: Sequence[Path], entry_dir: Path | None) -> dict[str, Any]:
+    """The evidence of a verified entry: one predictions sha256 per run (in ``provenance.runs``
+    order) and, when the entry's folder is known, where those files are relative to it, so that
+    ``leaderboard validate`` can re-check them while they exist."""
+    evidence: dict[str, Any] = {
+        "split_fingerprint": lb.canonical_fingerprint(dataset),
+        "predictions_sha256": [sha256_file(p) for p in predictions],
+    }
+    if entry_dir is not None:
+        evidence["predictions"] = [_relative_to(p, entry_dir) for p in predictions]
+    evidence["evaluated_by"] = f"oltr-bench {__version__}"
+    return evidence
+
+
+def _relative_to(path: Path, folder: Path) -> str:
+    try:
+        return Path(os.path.relpath(path.resolve(), folder.resolve())).as_posix()
+    except ValueError:  # another drive (Windows): no relative path exists
+        return path.resolve().as_posix()
 
 
 def entry_from_runs(
-    records: Sequence[RunRecord], *, options: dict[str, Any], paper: dict[str, Any], splits: Path | None = None
+    records: Sequence[RunRecord], *, options: dict[str, Any], paper: dict[str, Any], splits: Path | None = None,
+    leaderboard: Path | None = None,
 ) -> tuple[dict[str, Any], str]:
     """A ``reproduced`` entry from one run or several seeds of one configuration; returns it and,
-    when it is not verified, why not."""
+    when it is not verified, why not. ``leaderboard`` is the folder the entry will be written to."""
     for record in records:
         if record.results.get("partial"):
             raise OltrError(f"{record.path}: partial results (a --quick run or evaluate --partial) are never a valid submission; add a full run")
@@ -104,8 +112,8 @@ def entry_from_runs(
         )
     row = rows[0]
     checks = [verify_run(r, splits) for r in records]
-    verified = all(evidence is not None for evidence, _ in checks)
-    why_not = next((why for evidence, why in checks if evidence is None), "")
+    verified = all(predictions is not None for predictions, _ in checks)
+    why_not = next((why for predictions, why in checks if predictions is None), "")
     entry: dict[str, Any] = {
         "format": lb.ENTRY_FORMAT,
         "name": row.name,
@@ -133,7 +141,8 @@ def entry_from_runs(
         if options.get(key) is not None:
             entry[key] = options[key]
     if verified:
-        entry["verification"] = checks[0][0]
+        entry_dir = None if leaderboard is None else Path(leaderboard) / row.dataset
+        entry["verification"] = _verification(row.dataset, [predictions for predictions, _ in checks], entry_dir)
     entry["provenance"] = {"runs": [_run_provenance(r) for r in records]}
     entry["added"] = time.strftime("%Y-%m-%d")
     return entry, why_not
@@ -150,12 +159,12 @@ def _run_provenance(record: RunRecord) -> dict[str, Any]:
     }
 
 
-def entry_from_file(data: dict[str, Any], *, options: dict[str, Any], paper: dict[str, Any]) -> dict[str, Any]:
-    """A hand-written entry (reported numbers), with the command line's descriptions applied."""
+def entry_from_file(path: Path, data: dict[str, Any], *, options: dict[str, Any], paper: dict[str, Any]) -> dict[str, Any]:
+    """The hand-written entry ``data`` read from ``path`` (reported numbers), with the command line's descriptions applied."""
     if data.get("verified") is True:
-        raise OltrError("verified: found true in a hand-written entry, expected false; only 'leaderboard add' of a run can verify numbers")
+        raise OltrError(f"{path}: verified: found true in a hand-written entry, expected false; only 'leaderboard add' of a run can verify numbers")
     if data.get("source") == "reproduced":
-        raise OltrError("source: found 'reproduced' in a hand-written entry, expected 'reported'; add the run directory to enter reproduced numbers")
+        raise OltrError(f"{path}: source: found 'reproduced' in a hand-written entry, expected 'reported'; add the run directory to enter reproduced numbers")
     entry = dict(data)
     for key in DESCRIPTIVE:
         if options.get(key) is not None:
@@ -164,7 +173,7 @@ def entry_from_file(data: dict[str, Any], *, options: dict[str, Any], paper: dic
         entry["paper"] = {**(entry.get("paper") or {}), **paper}
     errors = lb.entry_errors(entry)
     if errors:
-        raise OltrError("the entry is not valid:\n  " + "\n  ".join(errors))
+        raise OltrError(f"{path}: the entry is not valid (SPEC.md §4):\n  " + "\n  ".join(errors))
     return entry
 
 

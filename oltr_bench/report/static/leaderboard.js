@@ -50,7 +50,8 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     document.querySelectorAll("table.sortable").forEach((table) => {
-      table.querySelectorAll("thead th").forEach((th) => {
+      // Only column headers sort (they carry data-type); a group header spans several columns.
+      table.querySelectorAll("thead th[data-type]").forEach((th) => {
         th.addEventListener("click", () => sortBy(table, th));
       });
     });
