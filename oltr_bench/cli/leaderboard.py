@@ -9,7 +9,6 @@ import click
 from oltr_bench.errors import OltrError
 from oltr_bench.report import entries as lb
 from oltr_bench.report.collect import load_run, read_json
-from oltr_bench.report.submit import entry_from_file, entry_from_runs, same_runs_entry
 
 
 @click.group("leaderboard")
@@ -68,6 +67,8 @@ def add_cmd(paths, root, name, method, backbone, pretraining, extra_data, epochs
       oltr-bench leaderboard add RUN_SEED0 RUN_SEED1 RUN_SEED2 --name "plain, 3 seeds"
       oltr-bench leaderboard add my_paper_entry.json --dir ./leaderboard
     """
+    from oltr_bench.report.submit import entry_from_file, entry_from_runs, same_runs_entry  # imports the metrics
+
     for key, url in (("--paper-url", paper_url), ("--code-url", code_url)):
         if url is not None and not lb.is_http_url(url):
             raise OltrError(f"{key} {url!r}: expected an http(s) URL")

@@ -6,32 +6,49 @@ shaped like a predictions file; ``evaluate(preds, split)`` validates predictions
 and returns the contents of ``results.json``; each metric is also a function of its own.
 """
 
-from oltr_bench.metrics.calibration import ece, reliability
-from oltr_bench.metrics.core import (
-    closed_predictions,
-    compute_metrics,
-    group_accuracies,
-    macro_f1,
-    per_class_accuracy,
-    score_predictions,
-    top1,
-)
-from oltr_bench.metrics.evaluate import evaluate, evaluate_file, write_results
-from oltr_bench.metrics.openset import (
-    aupr_in,
-    aupr_out,
-    auroc,
-    fpr_at_tpr,
-    open_absorption,
-    open_decision,
-    open_f1_sweep,
-    open_f_measure,
-    oscr,
-    oscr_points,
-    roc_points,
-)
-from oltr_bench.metrics.predictions import Predictions, align, load_predictions, write_predictions
-from oltr_bench.metrics.protocols import PROTOCOLS, Protocol, get_protocol
+import importlib
+
+# Names are imported on first use (PEP 562), so that importing one submodule (say the protocol
+# definitions, for the CLI) does not pull in scikit-learn.
+_SUBMODULES = {
+    "PROTOCOLS": "oltr_bench.metrics.protocols",
+    "Predictions": "oltr_bench.metrics.predictions",
+    "Protocol": "oltr_bench.metrics.protocols",
+    "align": "oltr_bench.metrics.predictions",
+    "aupr_in": "oltr_bench.metrics.openset",
+    "aupr_out": "oltr_bench.metrics.openset",
+    "auroc": "oltr_bench.metrics.openset",
+    "closed_predictions": "oltr_bench.metrics.core",
+    "compute_metrics": "oltr_bench.metrics.core",
+    "ece": "oltr_bench.metrics.calibration",
+    "evaluate": "oltr_bench.metrics.evaluate",
+    "evaluate_file": "oltr_bench.metrics.evaluate",
+    "fpr_at_tpr": "oltr_bench.metrics.openset",
+    "get_protocol": "oltr_bench.metrics.protocols",
+    "group_accuracies": "oltr_bench.metrics.core",
+    "load_predictions": "oltr_bench.metrics.predictions",
+    "macro_f1": "oltr_bench.metrics.core",
+    "open_absorption": "oltr_bench.metrics.openset",
+    "open_decision": "oltr_bench.metrics.openset",
+    "open_f1_sweep": "oltr_bench.metrics.openset",
+    "open_f_measure": "oltr_bench.metrics.openset",
+    "oscr": "oltr_bench.metrics.openset",
+    "oscr_points": "oltr_bench.metrics.openset",
+    "per_class_accuracy": "oltr_bench.metrics.core",
+    "reliability": "oltr_bench.metrics.calibration",
+    "roc_points": "oltr_bench.metrics.openset",
+    "score_predictions": "oltr_bench.metrics.core",
+    "top1": "oltr_bench.metrics.core",
+    "write_predictions": "oltr_bench.metrics.predictions",
+    "write_results": "oltr_bench.metrics.evaluate",
+}
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return getattr(importlib.import_module(_SUBMODULES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "PROTOCOLS",
