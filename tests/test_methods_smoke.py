@@ -252,7 +252,7 @@ def test_stage2_classifier_methods_train_the_head_only(name, plain):
         ({}, TinyMapBackbone),
         ({"squash": "paper", "reachability_scale": 1.0, "attention_init": "as_written"}, TinyMapBackbone),
         ({"modulated_attention": False}, flat_backbone),
-        ({"fc_add": False, "freeze_backbone": True}, TinyMapBackbone),
+        ({"freeze_backbone": True}, TinyMapBackbone),
     ],
 )
 def test_dme_trains(overrides, backbone, plain):
@@ -275,6 +275,22 @@ def test_dme_trains(overrides, backbone, plain):
     if overrides.get("freeze_backbone"):
         assert all(not p.requires_grad for p in model.backbone.parameters())
     check_predictions(method, model)
+
+
+def test_dme_freeze_backbone_trains_attention_and_fc_add_only():
+    """OLTR's Places-LT stage 2: ``fix`` with the name filter modulatedatt/fc."""
+    from oltr_bench.models.backbones import build_backbone
+
+    backbone = build_backbone({"backbone": "glyphnet", "widths": [8, 16], "input_size": 16, "feat_dim": D})
+    method = make("dme", freeze_backbone=True)
+    model = method.build_model(backbone)
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {n for n in trained if n.startswith("backbone.")} == {"backbone.fc_add.weight", "backbone.fc_add.bias"}
+    assert {n for n, _ in model.attention.named_parameters()} <= {n.removeprefix("attention.") for n in trained}
+    (features, classifier) = method.param_groups(model, {"features": 1e-4, "classifier": 0.01})
+    assert {id(p) for p in features["params"]} == {id(p) for n, p in model.named_parameters()
+                                                   if n in trained and not n.startswith("head.")}
+    assert all(p is not model.head.centroids for p in classifier["params"]) and features["lr"] == 1e-4
 
 
 def test_dme_attention_needs_the_feature_map():
