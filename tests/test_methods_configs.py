@@ -101,3 +101,12 @@ def test_decoupling_follows_the_official_batch_and_epochs(dataset):
         train = cfg(method, dataset)["train"]
         assert (train["epochs"], train["batch_size"], train["reference_batch_size"], train["lr"]["classifier"]) == \
             (epochs, batch, batch, lr)
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_range_weight_is_oltr_feature_loss_weight_per_batch_class(dataset):
+    """OLTR's 0.01 was for one range term per batch; the paper's loss has one per class of the batch."""
+    c = cfg("range", dataset)
+    classes_per_batch = c["train"]["batch_size"] // c["data"]["samples_per_class"]
+    assert c["params"]["weight"] * classes_per_batch == pytest.approx(0.01, rel=0.05)
+    assert c["params"]["oltr_compat"] is False
