@@ -110,3 +110,9 @@ def test_range_weight_is_oltr_feature_loss_weight_per_batch_class(dataset):
     classes_per_batch = c["train"]["batch_size"] // c["data"]["samples_per_class"]
     assert c["params"]["weight"] * classes_per_batch == pytest.approx(0.01, rel=0.05)
     assert c["params"]["oltr_compat"] is False
+
+
+def test_embedded_dme_reachability_is_its_own_choice():
+    """The official 10/γ saturates the squash at the embedded feature scale; the config says why it uses 0.3."""
+    assert cfg("dme", "embedded")["params"]["reachability_scale"] == 0.3
+    assert "Reachability scale 0.3, not the official 10" in config_file("embedded", "dme").read_text()
