@@ -346,6 +346,16 @@ def test_openmax_fits_and_predicts(overrides, plain):
     torch.testing.assert_close(restored.predict(out)["known_score"], method.predict(out)["known_score"])
 
 
+def test_openmax_tuning_without_a_feasible_setting_takes_the_most_accurate(plain):
+    grid = {"tune": True, "tune_tail_sizes": [3, 10], "tune_alpha_ranks": [1, 6], "tune_max_accuracy_drop": -1.0}
+    method = make("openmax", **grid)
+    ctx = FakeContext(stage2(method, plain))
+    method.fit(ctx)
+    best = max(t["accuracy"] for t in method.tuning)
+    chosen = next(t for t in method.tuning if (t["tail_size"], t["alpha_rank"]) == (method.tail_size, method.alpha_rank))
+    assert chosen["accuracy"] == best and any("taking the most accurate one" in m for m in ctx.messages)
+
+
 def test_fslwf_two_stages():
     torch.manual_seed(0)
     stage1_method = make("fslwf_stage1")
