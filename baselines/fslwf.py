@@ -251,6 +251,7 @@ class FSLwF(Method):
     ) -> None:
         p = self.params
         schedule = [(int(end), float(lr)) for end, lr in p["lr_schedule"]]
+        head.requires_grad_(True)  # the engine freezes the model of a method it does not train
         optimizer = torch.optim.SGD(
             head.parameters(),
             lr=schedule[0][1],
@@ -266,7 +267,6 @@ class FSLwF(Method):
         outside = torch.ones(self.info.num_classes, dtype=torch.bool, device=feats.device)
         outside[base_all] = False
         kept = head.fc.weight.detach()[outside].clone()
-        head.requires_grad_(True)  # the engine freezes the model of a method it does not train
         head.train()
         for epoch in range(schedule[-1][0]):
             lr = next(lr for end, lr in schedule if end > epoch)
