@@ -12,8 +12,10 @@ Official implementation: jiawei-ren/BalancedMetaSoftmax-Classification @ 34a61e4
 ``loss/BalancedSoftmaxLoss.py`` (adds ``log(sample_per_class)``; adding log π instead is
 identical because log N cancels in the softmax).
 
-Choices: a class with no training image would get log 0 = -inf; its count is clamped to 1
-(the class then behaves as a one-image class). The official configs use instance-balanced
+Choices: n is the dataset's training count per class (``info.train_counts``), the label
+distribution the model is trained on, also in a ``--quick`` run, which trains on a small
+subset of it; a class with no training image would get log 0 = -inf, so its count is clamped
+to 1 (the class then behaves as a one-image class). The official configs use instance-balanced
 sampling: balanced softmax already compensates the prior, and class-balanced sampling on top
 double-compensates (the reason BALMS adds a meta sampler), so ``sampler = "instance"``.
 """

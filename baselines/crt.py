@@ -13,6 +13,12 @@ https://arxiv.org/abs/1910.09217. Official implementation: facebookresearch/clas
 Follows the code: the new classifier has PyTorch's default ``nn.Linear`` initialisation
 (``adapt_init_state`` drops every ``head.*`` key of the stage-1 checkpoint); only the backbone
 is copied.
+
+Differs from the code: the representation is OLTR's plain model (Decoupling trains its own,
+instance-balanced, 90 epochs), and the engine's StepLR replaces the official cosine annealing
+(the configs drop the lr 10x halfway, a mean lr of 0.55x the initial one against cosine's 0.5x).
+The engine trains the head on cached backbone features (eval-mode BatchNorm; the official
+code runs the frozen backbone in train mode).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 r"""OLTR: dynamic meta-embedding with modulated attention (Liu et al., CVPR 2019).
 
 Stage 2 on the plain model, as the official code computes it. Direct feature (the backbone's
-last map through :class:`~oltr_bench.models.attention.ModulatedAttention`, pooled, then
-``fc_add`` = Linear(D, D) + ReLU):
+last map through :class:`~oltr_bench.models.attention.ModulatedAttention`, pooled, then the
+backbone's ``fc_add`` = Linear + ReLU, OLTR's ``use_fc``; configured by ``model.feat_dim``):
 
 .. math::
 
@@ -48,11 +48,18 @@ Where the code is followed rather than the paper (each behind an option where th
   centroids move only through the centroid loss, with their own SGD (lr 0.01, momentum 0.9,
   weight decay 5e-4, stepped on the same schedule), returned by ``extra_optimizers``;
 - the centroids start as the class means of the direct features of the training set under the
-  stage-2 network before training (evaluation mode and transform; ``fc_add`` and the attention
-  are still random at that point, as in the code);
+  stage-2 network before training (evaluation mode and transform; the attention, and on
+  ImageNet-LT ``fc_add``, are still random at that point, as in the code);
 - the hallucinator starts from the stage-1 linear classifier: ``adapt_init_state`` maps the
   plain checkpoint's ``head.fc.weight``/``head.fc.bias`` to ``head.hallucinator.*``; the
-  selector, ``fc_add``, the attention and the cos-norm weights start fresh;
+  selector, the attention and the cos-norm weights start fresh; the backbone (``fc_add``
+  included) is copied where the stage-1 checkpoint has it: ImageNet-LT's stage 1 has no
+  ``fc_add`` (``use_fc=False``), so its stage-2 ``fc_add`` (``model.feat_dim: 512``) is new
+  and random, Places-LT's is copied;
+- ``freeze_backbone: true`` is the official Places-LT stage 2 (``fix: True`` with the name
+  filter ``modulatedatt``/``fc``): every backbone parameter is frozen except ``fc_add``; the
+  attention and the head train. BatchNorm stays in training mode, as in the code, so its
+  running statistics still move;
 - the attention's effective official initialisation (see :mod:`oltr_bench.models.attention`,
   ``attention_init``).
 
@@ -174,19 +181,16 @@ class MetaEmbeddingHead(nn.Module):
 
 
 class DMEModel(MethodModel):
-    """Backbone map -> modulated attention -> pool -> ``fc_add`` + ReLU -> meta-embedding head."""
+    """Backbone map -> modulated attention -> the backbone's pool (with its ``fc_add`` + ReLU) -> meta-embedding head."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, attention: nn.Module | None, fc_add: nn.Module | None):
+    def __init__(self, backbone: nn.Module, head: nn.Module, attention: nn.Module | None):
         super().__init__(backbone, head)
         self.attention = attention
-        self.fc_add = fc_add
 
     def direct_feature(self, x: torch.Tensor) -> torch.Tensor:
-        if self.attention is not None:
-            f = self.backbone.pool(self.attention(self.backbone.feature_map(x)))
-        else:
-            f = self.backbone(x)
-        return F.relu(self.fc_add(f)) if self.fc_add is not None else f
+        if self.attention is None:
+            return self.backbone(x)
+        return self.backbone.pool(self.attention(self.backbone.feature_map(x)))
 
     def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return self.head(self.direct_feature(x), targets)
@@ -209,7 +213,6 @@ class DME(Method):
         "squash": "code",
         "modulated_attention": True,
         "attention_init": "official",
-        "fc_add": True,
         "freeze_backbone": False,
         "loss_weight": 0.01,
         "repel_weight": 0.01,
@@ -251,10 +254,11 @@ class DME(Method):
                     "to run DME without it"
                 )
             attention = ModulatedAttention(*backbone.feature_map_shape, init=p["attention_init"])
-        fc_add = nn.Linear(self.info.feat_dim, self.info.feat_dim) if p["fc_add"] else None
         if p["freeze_backbone"]:
-            backbone.requires_grad_(False)
-        return DMEModel(backbone, self.build_head(), attention, fc_add)
+            for name, param in backbone.named_parameters():
+                if not name.startswith("fc_add."):
+                    param.requires_grad_(False)
+        return DMEModel(backbone, self.build_head(), attention)
 
     def adapt_init_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         renamed = {}

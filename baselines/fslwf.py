@@ -36,14 +36,18 @@ Two registered stages:
   backbone is frozen and, as in the official ImageNet stage 2, works on precomputed features
   (``ctx.outputs("train")``, evaluation transform) with dropout 0.5 on them. Each episode:
 
-  1. base classes = the many-shot classes (n_c > ``many_threshold`` = 100, the paper's
-     definition); a random ``fake_novel_fraction`` of them (0.643 = 250 of 389 in the official
+  1. base classes = the many-shot classes (n_c > ``many_threshold`` = 100 in the dataset's
+     training counts, the paper's definition) with at least 2 of the training features ``fit``
+     sees; a random ``fake_novel_fraction`` of them (0.643 = 250 of 389 in the official
      ImageNet config, at least 1, leaving at least 1 base class) become fake-novel classes,
      the rest are the episode's base classes;
   2. each fake-novel class draws ``shots + test_per_novel`` distinct training images: the first
      ``test_per_novel`` (6) are test images, the other ``shots`` (default 20, the largest
      official setting) are its support set (the official ImageNet models were trained per
-     shot count 1/2/5/10/20);
+     shot count 1/2/5/10/20). Our rule when the smallest base class has only m < shots +
+     test_per_novel features (a ``--quick`` run sees at most 8 per class; skipped images):
+     test_per_novel becomes min(test_per_novel, m - 1) and shots min(shots, m - test_per_novel),
+     logged and kept in the method state (``episode``);
   3. ``base_test_per_novel`` × (#fake-novel) (3×, official ``nTestBase = 3·nKnovel``) base-class
      test images: class uniformly with replacement, image uniformly with replacement within the
      class (the official code draws images without replacement within a class; with more than
@@ -53,12 +57,13 @@ Two registered stages:
      (nesterov, momentum 0.9, weight decay 5e-4) on every classifier parameter (base weights,
      τ, b, keys, φ_q, γ, φ_avg, φ_att), learning rate by ``lr_schedule`` = [[4, 0.01],
      [6, 0.001]] (epoch e uses the first entry whose end epoch is > e; the official LUT),
-     ``episodes_per_epoch`` = 4000.
+     ``episodes_per_epoch`` = 4000 (:data:`QUICK_EPISODES` under ``--quick``).
 
   Afterwards every class that is not many-shot (medium and few) and has at least one training
-  image gets its weight generated from *all* its training features (no dropout) with all the
+  feature gets its weight generated from *all* its training features (no dropout) with all the
   many-shot classes as base; many-shot classes keep their learned weights; a class without
-  training images keeps its stage-1 weight. The result is an ordinary cosine classifier
+  training features keeps its stage-1 weight (the episodes' weight decay touches only the rows
+  of the episode classes, the official base classifier). The result is an ordinary cosine classifier
   (``head.fc``) over all C classes, saved with the model.
 
 Not followed: the official feature extractor drops its last ReLU (``userelu: False``); the
@@ -78,6 +83,9 @@ from oltr_bench.errors import OltrError
 from oltr_bench.models.functional import at_least_float32
 from oltr_bench.models.heads import NORMALIZE_EPS, ClassifierHead, CosineLinear
 from oltr_bench.registry import METHODS
+
+QUICK_EPISODES = 4
+"""Episodes per epoch under ``--quick`` (the engine's default ``quick.max_steps``): a smoke run of the same code."""
 
 
 class AttentionWeightGenerator(nn.Module):
@@ -175,21 +183,17 @@ class FSLwF(Method):
 
     def __init__(self, params: dict[str, Any], info: DatasetInfo):
         super().__init__(params, info)
-        counts = torch.tensor(info.train_counts)
-        self.base = torch.nonzero(counts > int(params["many_threshold"])).flatten()
-        self.novel = torch.nonzero((counts <= int(params["many_threshold"])) & (counts > 0)).flatten()
-        if len(self.base) < 2:
+        for key in ("shots", "test_per_novel", "base_test_per_novel", "episodes_per_epoch"):
+            if int(params[key]) < 1:
+                raise OltrError(f"fslwf: params.{key} must be >= 1, got {params[key]}")
+        self.many = torch.tensor(info.train_counts) > int(params["many_threshold"])
+        if int(self.many.sum()) < 2:
             raise OltrError(
                 f"fslwf: needs at least 2 many-shot classes (more than {params['many_threshold']} training images); "
-                f"this dataset has {len(self.base)}"
-            )
-        needed = int(params["shots"]) + int(params["test_per_novel"])
-        if int(counts[self.base].min()) < needed:
-            raise OltrError(
-                f"fslwf: episodes draw shots + test_per_novel = {needed} distinct images of a many-shot class, "
-                f"but one has only {int(counts[self.base].min())}; lower params.shots or params.test_per_novel"
+                f"this dataset has {int(self.many.sum())}"
             )
         self.history: list[dict[str, float]] = []
+        self.episode: dict[str, Any] = {}
 
     def build_head(self) -> nn.Module:
         p = self.params
@@ -203,14 +207,51 @@ class FSLwF(Method):
         feats = train["features"].to(device=ctx.device, dtype=head.fc.weight.dtype)
         labels = train["labels"].to(ctx.device)
         by_class = _ClassIndex(labels, self.info.num_classes)
+        self.episode = self.episode_plan(by_class.counts.cpu(), ctx.quick)
+        if self.episode["clamped"]:
+            ctx.log(
+                f"fslwf: the smallest many-shot class has {self.episode['smallest']} training images here, fewer than "
+                f"shots + test_per_novel = {int(self.params['shots']) + int(self.params['test_per_novel'])}; episodes use "
+                f"{self.episode['shots']} shots and {self.episode['test_per_novel']} test images per fake-novel class"
+            )
         self._train_generator(ctx, head, feats, by_class)
-        self._generate(head, feats, labels)
+        self._generate(head, feats, labels, by_class.counts)
+
+    def episode_plan(self, seen: torch.Tensor, quick: bool) -> dict[str, Any]:
+        """Episode classes and sizes from the per-class counts of the features ``fit`` sees.
+
+        The many-shot classes come from the dataset's training counts (the protocol's grouping);
+        the features seen may be fewer (``--quick`` subsets, skipped images). Episodes draw from
+        the many-shot classes with at least 2 features; with m features in the smallest of them,
+        ``test_per_novel`` becomes min(test_per_novel, m - 1) and ``shots`` min(shots, m - test).
+        Under ``--quick`` an epoch has at most :data:`QUICK_EPISODES` episodes.
+        """
+        p = self.params
+        pool = torch.nonzero(self.many & (seen >= 2)).flatten()
+        if len(pool) < 2:
+            raise OltrError(
+                f"fslwf: episodes need at least 2 many-shot classes with 2 or more training images; "
+                f"the training features seen have {len(pool)}"
+            )
+        smallest = int(seen[pool].min())
+        n_test = min(int(p["test_per_novel"]), smallest - 1)
+        shots = min(int(p["shots"]), smallest - n_test)
+        episodes = int(p["episodes_per_epoch"])
+        return {
+            "pool": pool.tolist(),
+            "smallest": smallest,
+            "shots": shots,
+            "test_per_novel": n_test,
+            "clamped": (shots, n_test) != (int(p["shots"]), int(p["test_per_novel"])),
+            "episodes_per_epoch": min(episodes, QUICK_EPISODES) if quick else episodes,
+        }
 
     def _train_generator(
         self, ctx: EngineContext, head: FewShotCosineHead, feats: torch.Tensor, by_class: "_ClassIndex"
     ) -> None:
         p = self.params
         schedule = [(int(end), float(lr)) for end, lr in p["lr_schedule"]]
+        head.requires_grad_(True)  # the engine freezes the model of a method it does not train
         optimizer = torch.optim.SGD(
             head.parameters(),
             lr=schedule[0][1],
@@ -218,30 +259,39 @@ class FSLwF(Method):
             weight_decay=float(p["weight_decay"]),
             nesterov=True,
         )
-        base_all = self.base.to(feats.device)
+        base_all = torch.tensor(self.episode["pool"], dtype=torch.long, device=feats.device)
+        episodes = self.episode["episodes_per_epoch"]
         n_fake = min(len(base_all) - 1, max(1, round(float(p["fake_novel_fraction"]) * len(base_all))))
+        # Rows of classes outside the episodes are not in the official (base-only) classifier; they
+        # keep their stage-1 values instead of shrinking under weight decay.
+        outside = torch.ones(self.info.num_classes, dtype=torch.bool, device=feats.device)
+        outside[base_all] = False
+        kept = head.fc.weight.detach()[outside].clone()
         head.train()
         for epoch in range(schedule[-1][0]):
             lr = next(lr for end, lr in schedule if end > epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             total = 0.0
-            for _ in range(int(p["episodes_per_epoch"])):
+            for _ in range(episodes):
                 loss = self._episode_loss(head, feats, by_class, base_all, n_fake)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 total += float(loss.detach())
-            mean = total / max(1, int(p["episodes_per_epoch"]))
+            mean = total / episodes
             self.history.append({"epoch": epoch, "lr": lr, "loss": mean})
             ctx.log(f"fslwf: episode epoch {epoch} lr {lr:g} loss {mean:.4f}")
+        with torch.no_grad():
+            head.fc.weight[outside] = kept
+        head.requires_grad_(False)
         head.eval()
 
     def _episode_loss(
         self, head: FewShotCosineHead, feats: torch.Tensor, by_class: "_ClassIndex", base_all: torch.Tensor, n_fake: int
     ) -> torch.Tensor:
         p = self.params
-        shots, n_test = int(p["shots"]), int(p["test_per_novel"])
+        shots, n_test = self.episode["shots"], self.episode["test_per_novel"]
         shuffled = base_all[torch.randperm(len(base_all), device=base_all.device)]
         fake, base = shuffled[:n_fake].sort().values, shuffled[n_fake:].sort().values
         drawn = by_class.distinct(fake, n_test + shots)  # [n_fake, n_test + shots]
@@ -264,22 +314,24 @@ class FSLwF(Method):
         return F.cross_entropy(at_least_float32(logits), target)
 
     @torch.no_grad()
-    def _generate(self, head: FewShotCosineHead, feats: torch.Tensor, labels: torch.Tensor) -> None:
-        novel = self.novel.to(labels.device)
+    def _generate(self, head: FewShotCosineHead, feats: torch.Tensor, labels: torch.Tensor, seen: torch.Tensor) -> None:
+        """Weights of every class that is not many-shot and has training features, from all of them."""
+        novel = torch.nonzero(~self.many.to(seen.device) & (seen > 0)).flatten()
         if len(novel) == 0:
             return
         slot = torch.full((self.info.num_classes,), -1, dtype=torch.long, device=labels.device)
         slot[novel] = torch.arange(len(novel), device=labels.device)
         support = slot[labels] >= 0
-        base = self.base.to(labels.device)
+        base = torch.nonzero(self.many).flatten().to(labels.device)
         generated = head.generator(feats[support], slot[labels[support]], len(novel), head.fc.weight[base], base)
         head.fc.weight[novel] = generated.to(head.fc.weight)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": list(self.history)}
+        return {"history": list(self.history), "episode": dict(self.episode)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = list(state.get("history", []))
+        self.episode = dict(state.get("episode", {}))
 
 
 class _ClassIndex:

@@ -26,6 +26,12 @@ Follows the code:
 - ``drw_epoch`` counts epochs from 0, as the official loop does (160 of 200 CIFAR epochs);
   configs set it for their schedule. The engine reports the epoch through ``on_epoch_start``.
 - Classes with no training image get count 1 (the official formulas divide by zero).
+- n_c is the dataset's training count (``info.train_counts``), also in a ``--quick`` run.
+
+Our choice where the paper has only CIFAR settings: configs start DRW at the first StepLR decay
+(the paper trains with LDAM "before annealing the learning rate" and re-weights after it;
+CIFAR's epoch 160 of 200 is its first decay). Not followed: the official CIFAR schedule's
+5-epoch linear learning-rate warm-up (the engine has StepLR only).
 
 Scores: the head outputs ``logits = s·z`` (the scale the loss trains, without margins) and
 ``cosine = z``; predictions use ``s·z``, so softmax-based scores (open-set threshold, ECE) see

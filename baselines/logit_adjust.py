@@ -14,6 +14,7 @@ Official implementation: google-research/google-research, ``logit_adjustment/mai
 training-class distribution.
 
 Followed from the code: ε is added to π^τ, not to π (the two differ for τ ≠ 1 and tiny priors).
+The prior is the dataset's (``info.train_counts``), also in a ``--quick`` run.
 With τ = 1 and ε = 0 the loss equals Balanced Softmax. The official code samples instances
 uniformly (``sampler = "instance"``). The post-hoc variant is ``logit_adjust_posthoc``.
 """

@@ -12,7 +12,7 @@ Paper: A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021,
 https://arxiv.org/abs/2007.07314. Official implementation: google-research/google-research,
 ``logit_adjustment/main.py`` (``mode='posthoc'``, the default mode; ``--tau 1.0``).
 
-Follows the code: ε is added to π^τ. Nothing is trained: the plain (stage-1) model is used
+Follows the code: ε is added to π^τ; π is the dataset's training prior (``info.train_counts``). Nothing is trained: the plain (stage-1) model is used
 as is; τ is fixed (the paper tunes it on held-out data; ``params.tau`` sets it).
 """
 

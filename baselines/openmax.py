@@ -65,7 +65,9 @@ OLTR's code defaulted to tail 5, α 10 and grid-searched both on the *test* F-me
 among the grid configurations whose validation accuracy (rejections counted as errors) is at
 most ``tune_max_accuracy_drop`` below the closed-set accuracy of the logits, take the one that
 rejects the most validation samples (ties: higher accuracy, then grid order). It is the most
-aggressive recalibration that costs at most that much known-class accuracy.
+aggressive recalibration that costs at most that much known-class accuracy. If every grid
+configuration costs more, the one with the highest validation accuracy is taken (ties: grid
+order).
 """
 
 from __future__ import annotations
@@ -278,10 +280,12 @@ class OpenMax(Method):
                     }
                 )
         feasible = [t for t in self.tuning if t["accuracy"] >= floor]
-        if not feasible:
-            ctx.log(f"openmax: no grid setting keeps validation accuracy >= {floor:.4f}; keeping the defaults")
-            return
-        best = max(feasible, key=lambda t: (t["reject_rate"], t["accuracy"], -self.tuning.index(t)))
+        if feasible:
+            best = max(feasible, key=lambda t: (t["reject_rate"], t["accuracy"], -self.tuning.index(t)))
+        else:
+            best = max(self.tuning, key=lambda t: (t["accuracy"], -self.tuning.index(t)))
+            ctx.log(f"openmax: no grid setting keeps validation accuracy >= {floor:.4f}; taking the most accurate one "
+                    f"({best['accuracy']:.4f})")
         self.tail_size, self.alpha_rank = best["tail_size"], best["alpha_rank"]
 
     def predict(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -71,14 +71,16 @@ INFO = DatasetInfo(num_classes=C, train_counts=COUNTS, feat_dim=D)
 
 
 class FakeContext:
-    def __init__(self, model):
+    def __init__(self, model, train=TRAIN, quick=False):
         self.model = model
         self.device = torch.device("cpu")
         self.info = INFO
+        self.quick = quick
+        self.train = train
         self.messages = []
 
     def outputs(self, split):
-        x, y = {"train": TRAIN, "val": VAL}[split]
+        x, y = {"train": self.train, "val": VAL}[split]
         was_training = self.model.training
         self.model.eval()
         with torch.no_grad():
@@ -167,6 +169,8 @@ def stage2(method, stage1):
     state = method.adapt_init_state(stage1.state_dict())
     own.update({k: v for k, v in state.items() if k in own and own[k].shape == v.shape})
     model.load_state_dict(own)
+    if not method.trains:
+        model.requires_grad_(False)  # as the engine does before fit() of a method that trains nothing
     return model
 
 
@@ -248,7 +252,7 @@ def test_stage2_classifier_methods_train_the_head_only(name, plain):
         ({}, TinyMapBackbone),
         ({"squash": "paper", "reachability_scale": 1.0, "attention_init": "as_written"}, TinyMapBackbone),
         ({"modulated_attention": False}, flat_backbone),
-        ({"fc_add": False, "freeze_backbone": True}, TinyMapBackbone),
+        ({"freeze_backbone": True}, TinyMapBackbone),
     ],
 )
 def test_dme_trains(overrides, backbone, plain):
@@ -271,6 +275,22 @@ def test_dme_trains(overrides, backbone, plain):
     if overrides.get("freeze_backbone"):
         assert all(not p.requires_grad for p in model.backbone.parameters())
     check_predictions(method, model)
+
+
+def test_dme_freeze_backbone_trains_attention_and_fc_add_only():
+    """OLTR's Places-LT stage 2: ``fix`` with the name filter modulatedatt/fc."""
+    from oltr_bench.models.backbones import build_backbone
+
+    backbone = build_backbone({"backbone": "glyphnet", "widths": [8, 16], "input_size": 16, "feat_dim": D})
+    method = make("dme", freeze_backbone=True)
+    model = method.build_model(backbone)
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {n for n in trained if n.startswith("backbone.")} == {"backbone.fc_add.weight", "backbone.fc_add.bias"}
+    assert {n for n, _ in model.attention.named_parameters()} <= {n.removeprefix("attention.") for n in trained}
+    (features, classifier) = method.param_groups(model, {"features": 1e-4, "classifier": 0.01})
+    assert {id(p) for p in features["params"]} == {id(p) for n, p in model.named_parameters()
+                                                   if n in trained and not n.startswith("head.")}
+    assert all(p is not model.head.centroids for p in classifier["params"]) and features["lr"] == 1e-4
 
 
 def test_dme_attention_needs_the_feature_map():
@@ -326,6 +346,16 @@ def test_openmax_fits_and_predicts(overrides, plain):
     torch.testing.assert_close(restored.predict(out)["known_score"], method.predict(out)["known_score"])
 
 
+def test_openmax_tuning_without_a_feasible_setting_takes_the_most_accurate(plain):
+    grid = {"tune": True, "tune_tail_sizes": [3, 10], "tune_alpha_ranks": [1, 6], "tune_max_accuracy_drop": -1.0}
+    method = make("openmax", **grid)
+    ctx = FakeContext(stage2(method, plain))
+    method.fit(ctx)
+    best = max(t["accuracy"] for t in method.tuning)
+    chosen = next(t for t in method.tuning if (t["tail_size"], t["alpha_rank"]) == (method.tail_size, method.alpha_rank))
+    assert chosen["accuracy"] == best and any("taking the most accurate one" in m for m in ctx.messages)
+
+
 def test_fslwf_two_stages():
     torch.manual_seed(0)
     stage1_method = make("fslwf_stage1")
@@ -357,8 +387,52 @@ def test_fslwf_two_stages():
 def test_fslwf_rejects_datasets_without_enough_many_shot_images():
     with pytest.raises(OltrError, match="many-shot"):
         METHODS.get("fslwf")({**METHODS.get("fslwf").defaults, "many_threshold": 115}, INFO)
-    with pytest.raises(OltrError, match="shots"):
-        make("fslwf", shots=200)
+    with pytest.raises(OltrError, match="shots must be >= 1"):
+        make("fslwf", shots=0)
+
+
+@pytest.mark.parametrize(
+    "seen, quick, expected",
+    [
+        # the full training set: nothing to clamp
+        ((120, 110, 30, 12, 5, 3), False, {"pool": [0, 1], "smallest": 110, "shots": 20, "test_per_novel": 6,
+                                           "clamped": False, "episodes_per_epoch": 4000}),
+        # a --quick subset (8 per class): 6 test images, the 2 left are the support set
+        ((8, 8, 8, 8, 5, 3), True, {"pool": [0, 1], "smallest": 8, "shots": 2, "test_per_novel": 6,
+                                    "clamped": True, "episodes_per_epoch": 4}),
+        # 3 images: test_per_novel drops to m - 1 = 2 so that one support image is left
+        ((3, 40, 0, 0, 0, 0), False, {"pool": [0, 1], "smallest": 3, "shots": 1, "test_per_novel": 2,
+                                      "clamped": True, "episodes_per_epoch": 4000}),
+    ],
+)
+def test_fslwf_episodes_fit_the_features_seen(seen, quick, expected):
+    assert make("fslwf").episode_plan(torch.tensor(seen), quick) == expected
+
+
+def test_fslwf_episodes_need_two_many_shot_classes_with_two_images():
+    with pytest.raises(OltrError, match="at least 2 many-shot classes with 2 or more training images"):
+        make("fslwf").episode_plan(torch.tensor([1, 50, 3, 3, 3, 3]), False)
+
+
+def test_fslwf_fits_on_a_subset_without_some_classes():
+    """As in a --quick run: 8 features per class at most, and a few-shot class with none at all."""
+    torch.manual_seed(0)
+    stage1_method = make("fslwf_stage1")
+    stage1 = stage1_method.build_model(TinyMapBackbone())
+    train(stage1_method, stage1, steps=10)
+    x, y = TRAIN
+    keep = torch.cat([torch.nonzero(y == c).flatten()[:8] for c in range(C - 1)])
+    method = make("fslwf")
+    model = stage2(method, stage1)
+    before = model.head.fc.weight.detach().clone()
+    ctx = FakeContext(model, train=(x[keep], y[keep]), quick=True)
+    method.fit(ctx)
+    assert method.episode["shots"] == 2 and method.episode["episodes_per_epoch"] == 4
+    assert any("episodes use 2 shots and 6 test images" in m for m in ctx.messages)
+    after = model.head.fc.weight.detach()
+    assert torch.equal(after[C - 1], before[C - 1])  # no feature seen: keeps its stage-1 weight
+    assert not torch.equal(after[2:C - 1], before[2:C - 1])
+    check_predictions(method, model)
 
 
 def test_crt_drops_the_stage1_classifier():

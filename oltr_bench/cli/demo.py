@@ -11,7 +11,9 @@ from oltr_bench.utils.io import atomic_write_text
 
 
 @click.command("demo")
-@click.option("--method", "methods", multiple=True, default=("plain",), show_default=True, help="Methods to run (repeatable).")
+@click.option("--method", "methods", multiple=True, default=("plain", "dme"), show_default=True,
+              help="Methods to run (repeatable); the default is OLTR's plain model and its meta-embedding (dme), "
+                   "which starts from the plain run.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the embedded benchmark and of training.")
 @click.option("--quick", is_flag=True, help="Tiny runs (seconds), for trying the setup.")
 def demo_cmd(methods, seed, quick) -> None:
@@ -22,8 +24,9 @@ def demo_cmd(methods, seed, quick) -> None:
     published results shipped with oltr-bench); prints where both are.
 
     \b
-    Example:
+    Examples:
       oltr-bench demo
+      oltr-bench demo --method plain --method crt --method dme
     """
     from oltr_bench.engine.runner import run_method
     from oltr_bench.report.collect import collect, leaderboard_dirs

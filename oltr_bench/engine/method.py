@@ -51,6 +51,10 @@ class EngineContext(Protocol):
     and rank 0's ``Method.state_dict()`` (it broadcasts them), so state kept outside the model
     stays consistent too. Parameters (e.g. DME's centroids as an ``nn.Parameter`` in the head)
     get their gradients averaged over ranks like every other parameter.
+
+    ``quick`` is True in a ``--quick`` run: ``outputs("train")`` then covers a small subset
+    (``quick.train_per_class`` images per class, not ``info.train_counts``), and a method with
+    its own optimisation loop in ``fit`` keeps it as short as the engine keeps its own.
     """
 
     model: "MethodModel"
@@ -58,6 +62,7 @@ class EngineContext(Protocol):
     info: "DatasetInfo"
     rank: int
     world_size: int
+    quick: bool
 
     def outputs(self, split: str) -> dict[str, torch.Tensor]: ...
 
