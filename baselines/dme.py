@@ -261,6 +261,13 @@ class DME(Method):
         return DMEModel(backbone, self.build_head(), attention)
 
     def adapt_init_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        weight = state.get("head.fc.weight", state.get("module.head.fc.weight"))
+        if weight is not None and weight.shape[1] != self.info.feat_dim:
+            raise OltrError(
+                f"dme initialises its hallucinator from the stage-1 classifier, which takes {weight.shape[1]}-d "
+                f"features, but this model's direct feature is {self.info.feat_dim}-d; set model.feat_dim to "
+                f"{weight.shape[1]} (OLTR: 512 in both stages)"
+            )
         renamed = {}
         for key, value in state.items():
             if key.startswith("head.fc."):

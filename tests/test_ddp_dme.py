@@ -31,9 +31,9 @@ from oltr_bench.registry import METHODS
 from oltr_bench.splits.format import load_split_dir
 from tests.tiny_data import TINY, make_tiny_split
 
-# A new fc_add (as ImageNet-LT's stage 2); 3 images per class in a global batch of 8 puts a class on both
+# A new fc_add of the stage-1 feature size (as ImageNet-LT's stage 2: 512 -> 512); 3 images per class in a global batch of 8 puts a class on both
 # processes, so the summed centroid counts matter; 3 steps record the states after 0, 1 and 2 updates.
-DME_SETTINGS = ("model.feat_dim=12", "data.samples_per_class=3", "quick.max_steps=3", "quick.epochs=1")
+DME_SETTINGS = ("model.feat_dim=16", "data.samples_per_class=3", "quick.max_steps=3", "quick.epochs=1")
 TOLERANCE = 5e-6
 
 

@@ -435,11 +435,14 @@ def test_fslwf_fits_on_a_subset_without_some_classes():
     check_predictions(method, model)
 
 
-def test_crt_drops_the_stage1_classifier():
-    state = {"backbone.w": torch.zeros(1), "head.fc.weight": torch.zeros(1), "head.fc.bias": torch.zeros(1)}
+def test_crt_drops_the_stage1_classifier_and_dme_renames_it():
+    state = {"backbone.w": torch.zeros(1), "head.fc.weight": torch.zeros(C, D), "head.fc.bias": torch.zeros(C)}
     assert list(make("crt").adapt_init_state(state)) == ["backbone.w"]
     renamed = make("dme").adapt_init_state(state)
     assert sorted(renamed) == ["backbone.w", "head.hallucinator.bias", "head.hallucinator.weight"]
+    # The hallucinator needs the stage-1 classifier's input size: a clear error, not half a layer.
+    with pytest.raises(OltrError, match=rf"takes {D + 1}-d features, but this model's direct feature is {D}-d; set model.feat_dim to {D + 1}"):
+        make("dme").adapt_init_state({**state, "head.fc.weight": torch.zeros(C, D + 1)})
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
