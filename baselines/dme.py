@@ -187,13 +187,24 @@ class DMEModel(MethodModel):
         super().__init__(backbone, head)
         self.attention = attention
 
-    def direct_feature(self, x: torch.Tensor) -> torch.Tensor:
-        if self.attention is None:
-            return self.backbone(x)
-        return self.backbone.pool(self.attention(self.backbone.feature_map(x)))
+    def direct_feature(self, x: torch.Tensor, start: str = "images") -> torch.Tensor:
+        """v from images, or from the body's cached last map (``start="map"``) or cached v (``"features"``)."""
+        if start == "features":
+            return x
+        if start == "images" and self.attention is None:
+            return self.backbone(x)  # any backbone, also one without feature_map/pool
+        fmap = self.backbone.feature_map(x) if start == "images" else x
+        if self.attention is not None:
+            fmap = self.attention(fmap)
+        return self.backbone.pool(fmap)
 
-    def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        return self.head(self.direct_feature(x), targets)
+    def cache_level(self) -> str | None:
+        level = super().cache_level()
+        attention_trains = self.attention is not None and any(p.requires_grad for p in self.attention.parameters())
+        return "map" if level == "features" and attention_trains else level
+
+    def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None, *, start: str = "images") -> dict[str, torch.Tensor]:
+        return self.head(self.direct_feature(x, start), targets)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -225,6 +236,8 @@ class DME(Method):
 
     def __init__(self, params: dict[str, Any], info: DatasetInfo):
         super().__init__(params, info)
+        # Places-LT's frozen body: the engine may then train attention, fc_add and head on cached maps.
+        self.frozen_backbone = bool(params["freeze_backbone"])
         if params["squash"] not in ("code", "paper"):
             raise OltrError(f"dme: params.squash must be 'code' or 'paper', got {params['squash']!r}")
         if params["attention_init"] not in ATTENTION_INITS:

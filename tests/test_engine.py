@@ -406,3 +406,22 @@ def test_protocol_pretrained_backbone_without_weights_is_warned(tiny, tmp_path, 
     run_dir = run(tiny, tmp_path, "plain", quick=True)
     warnings = json.loads((run_dir / "manifest.json").read_text())["warnings"]
     assert any("glyphnet starts from random weights" in w and "model.weights=PATH" in w for w in warnings)
+
+
+def test_frozen_body_dme_trains_attention_on_cached_maps(tiny, tmp_path):
+    """Places-LT's stage 2 (frozen body; attention, fc_add and head train) uses map-level caching."""
+    run_dir = run(tiny, tmp_path, "dme", "model.feat_dim=16", "params.freeze_backbone=true", quick=True)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    cache = manifest["feature_cache"]
+    assert cache["used"] and cache["level"] == "map" and "eval mode" in cache["batchnorm"]
+    assert np.load(Path(cache["path"]) / "train.npy").shape[1:] == (16, 8, 8)  # the body's last map
+    model = trainer.Engine(yaml.safe_load((run_dir / "config.yaml").read_text()), tiny, tmp_path / "x").model.eval()
+    model.load_state_dict(checkpoint.load(run_dir / "checkpoints" / "best.pt")["model"])
+    images = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():  # what the cache feeds the model equals the model on images
+        direct = model(images)["logits"]
+        cached = model(model.backbone.feature_map(images), start="map")["logits"]
+    torch.testing.assert_close(direct, cached)
+    # Without fc_add nothing in the backbone trains, but the attention after the map does: still maps.
+    no_fc = run(tiny, tmp_path, "dme", "model.feat_dim=null", "params.freeze_backbone=true", quick=True)
+    assert json.loads((no_fc / "manifest.json").read_text())["feature_cache"]["level"] == "map"

@@ -4,8 +4,9 @@ The frozen part of the backbone runs once per image; its outputs are stored on d
 trainable part trains and evaluates on them, so an epoch costs a head update instead of a
 backbone forward pass and the image decoding. What is cached depends on what still trains:
 
-- ``features``: no backbone parameter trains -> the feature vectors;
-- ``map``: only the backbone's ``fc_add`` trains on a frozen body -> the body's last map.
+- ``features``: nothing before the head trains -> the feature vectors;
+- ``map``: only what follows the frozen body trains (``fc_add``; DME's attention on the map) ->
+  the body's last map (:meth:`~oltr_bench.engine.method.MethodModel.cache_level` decides).
 
 Protocol difference, recorded in the run manifest (:data:`BATCHNORM_NOTE`): cached outputs are
 computed with the backbone in eval mode (BatchNorm running statistics) and the evaluation
@@ -40,16 +41,6 @@ BATCHNORM_NOTE = (
     "statistics) and the evaluation transform (one centre crop, no augmentation); the official code keeps the "
     "frozen backbone in train mode (batch statistics, running statistics still updating) and augments every epoch"
 )
-
-
-def cache_level(model: MethodModel) -> str | None:
-    """``features``, ``map`` or None (some body parameter trains: nothing can be cached)."""
-    trainable = [name for name, p in model.backbone.named_parameters() if p.requires_grad]
-    if not trainable:
-        return "features"
-    if not any(name.startswith("body.") for name in trainable):
-        return "map"
-    return None
 
 
 def cache_key(model: MethodModel, level: str, transform: dict[str, Any], fingerprint: str, subsets: dict[str, list[int]]) -> str:

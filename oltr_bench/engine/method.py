@@ -86,6 +86,18 @@ class MethodModel(nn.Module):
         self.backbone = backbone
         self.head = head
 
+    def cache_level(self) -> str | None:
+        """What the feature cache may store for this model as it will train: ``"features"`` when
+        nothing before the head trains, ``"map"`` when only what follows the body's last map trains
+        (here the backbone's ``fc_add``), None when the body trains. A subclass that puts trainable
+        layers between the map and the head says so here, and its ``forward`` accepts ``start``."""
+        trainable = [name for name, p in self.backbone.named_parameters() if p.requires_grad]
+        if not trainable:
+            return "features"
+        if not any(name.startswith("body.") for name in trainable):
+            return "map"
+        return None
+
     def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None, *, start: str = "images") -> dict[str, torch.Tensor]:
         """Head outputs for images, or for cached backbone outputs (``start="map"``: the body's
         last feature map; ``start="features"``: the feature vector), as the feature cache uses."""

@@ -46,7 +46,7 @@ from oltr_bench.data.samplers import EpochBatches, epoch_batches, make_stream
 from oltr_bench.data.transforms import build_pipeline
 from oltr_bench.engine import checkpoint, distributed, rundir
 from oltr_bench.engine.distributed import Dist, pick_device
-from oltr_bench.engine.features import BATCHNORM_NOTE, FeatureCache, cache_key, cache_level
+from oltr_bench.engine.features import BATCHNORM_NOTE, FeatureCache, cache_key
 from oltr_bench.engine.method import DatasetInfo, Method, MethodModel
 from oltr_bench.errors import OltrError
 from oltr_bench.metrics.evaluate import evaluate, write_results
@@ -299,11 +299,9 @@ class Engine:
         """Turn the feature cache on for a frozen-backbone method if the config allows and something is frozen."""
         if not self.method.frozen_backbone:
             return
-        level = cache_level(self.model)
-        own_forward = type(self.model).forward is not MethodModel.forward
-        if not self.cfg["train"]["feature_cache"] or level is None or own_forward:
-            reason = ("the method's model has its own forward" if own_forward else
-                      "train.feature_cache is false" if level else "backbone body parameters train")
+        level = self.model.cache_level()
+        if not self.cfg["train"]["feature_cache"] or level is None:
+            reason = "train.feature_cache is false" if level else "backbone body parameters train"
             self.feature_cache_info = {"used": False, "reason": reason,
                                        "batchnorm": "train mode for the frozen backbone, as the official code"}
             return
