@@ -192,9 +192,10 @@ def _draw_shot_groups(ax, data):
                       label=label, color=color, capsize=3)
         ax.bar_label(bars, labels=["" if v is None else f"{v:.3f}" for v in data[key]], fontsize=7, padding=2)
     ax.set_xticks(x, names)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.25)  # headroom: the legend sits above the bars and their labels
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.set_ylabel("accuracy")
-    ax.legend(loc="upper right", frameon=False)
+    ax.legend(loc="upper center", ncols=len(present), frameon=False, fontsize=8)
 
 
 def _draw_per_class(ax, data):
@@ -271,7 +272,7 @@ def _draw_reliability(ax, data):
         centers = [(l + u) / 2 for l, u in zip(run["bin_lower"], run["bin_upper"])]
         ax.plot(centers, [float("nan") if a is None else a for a in run["accuracy"]], "o", ms=3,
                 color=COLORS[i % len(COLORS)], label=f"accuracy ({run['label']})")
-    ax.plot([0, 1], [0, 1], color="#999999", linestyle=":", linewidth=1, label="perfect calibration")
+    ax.plot([0, 1], [0, 1], color="#333333", linestyle="--", linewidth=1, label="perfect calibration", zorder=3)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence (max softmax probability)")
