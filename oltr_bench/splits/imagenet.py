@@ -39,10 +39,11 @@ from oltr_bench.splits.builder import build_lt_split
 from oltr_bench.splits.format import SplitDir
 from oltr_bench.splits.profile import Profile
 from oltr_bench.splits.scan import (
-    find_duplicates,
     find_file,
+    finish_test_list,
     inform,
     list_images,
+    missing_images,
     progress_bar,
     read_text,
     scan_class_folders,
@@ -258,10 +259,7 @@ def _check_val_folders(val: Path, per_class: dict[str, list[str]], allow_missing
             + ", ".join(f"{w} ({len(per_class[w])})" for w in short[:3])
         )
     if problems:
-        message = "; ".join(problems)
-        if not allow_missing:
-            raise OltrError(message + "; pass --allow-missing to write a test list without the missing images")
-        inform("warning: " + message)
+        missing_images("; ".join(problems), allow_missing)
     total = sum(len(paths) for paths in per_class.values())
     if total != VAL_IMAGES_2012:
         inform(f"note: {val} holds {total:,} validation images; ILSVRC-2012 has {VAL_IMAGES_2012:,} (50 per class)")
@@ -308,16 +306,8 @@ def scan_val(root: Path, base: Path, progress: bool, allow_missing: bool) -> tup
                 f"{val} has {len(flat):,} of the {len(labels):,} validation images labelled in {source}; "
                 f"missing e.g. {', '.join(f'ILSVRC2012_val_{n:08d}.JPEG' for n in absent[:3])}"
             )
-            if not allow_missing:
-                raise OltrError(message + "; pass --allow-missing to write a test list without them")
-            inform("warning: " + message)
-    duplicates = find_duplicates(p for p, _ in entries)
-    if duplicates:
-        name, paths = next(iter(sorted(duplicates.items())))
-        raise OltrError(f"{len(duplicates)} validation images occur more than once under {val}, e.g. {name}: {', '.join(paths)}")
-    if not entries:
-        raise OltrError(f"{val} has no validation images (ILSVRC2012_val_<8 digits>.JPEG)")
-    entries.sort(key=lambda e: (e[1], e[0]))
+            missing_images(message, allow_missing)
+    entries = finish_test_list(entries, where=f" under {val}", empty=f"{val} has no validation images (ILSVRC2012_val_<8 digits>.JPEG)")
     return entries, source
 
 

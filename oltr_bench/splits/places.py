@@ -37,10 +37,11 @@ from oltr_bench.splits.format import SplitDir
 from oltr_bench.splits.official import Release
 from oltr_bench.splits.profile import Profile
 from oltr_bench.splits.scan import (
-    find_duplicates,
     find_file,
+    finish_test_list,
     inform,
     list_images,
+    missing_images,
     progress_bar,
     read_text,
     scan_class_folders,
@@ -221,17 +222,9 @@ def scan_val(root: Path, base: Path, prefix: str, layout: str, progress: bool, a
             present = {p.rsplit("/", 1)[-1] for p in images}
             absent = sorted(n for n in labels if n not in present)
             message = f"{val} has {len(images):,} of the {len(labels):,} images labelled in {labels_file}; missing e.g. {', '.join(absent[:3])}"
-            if not allow_missing:
-                raise OltrError(message + "; pass --allow-missing to write a test list without them")
-            inform("warning: " + message)
+            missing_images(message, allow_missing)
         source = str(labels_file)
-    duplicates = find_duplicates(p for p, _ in entries)
-    if duplicates:
-        name, paths = next(iter(sorted(duplicates.items())))
-        raise OltrError(f"{len(duplicates)} validation images occur more than once, e.g. {name}: {', '.join(paths)}")
-    if not entries:
-        raise OltrError(f"no Places365 validation images (Places365_val_<8 digits>.jpg) under {base}")
-    entries.sort(key=lambda e: (e[1], e[0]))
+    entries = finish_test_list(entries, where="", empty=f"no Places365 validation images (Places365_val_<8 digits>.jpg) under {base}")
     return entries, source
 
 

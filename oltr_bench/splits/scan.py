@@ -109,6 +109,24 @@ def find_duplicates(paths: Iterable[str]) -> dict[str, list[str]]:
     return {name: ps for name, ps in by_name.items() if len(ps) > 1}
 
 
+def missing_images(message: str, allow_missing: bool) -> None:
+    """Stop on validation images that the labels name but the disk lacks, unless ``--allow-missing``."""
+    if not allow_missing:
+        raise OltrError(message + "; pass --allow-missing to write a test list without them")
+    inform("warning: " + message)
+
+
+def finish_test_list(entries: list[tuple[str, int]], *, where: str, empty: str) -> list[tuple[str, int]]:
+    """The validation images as a test list: no image twice, not empty, sorted by label then path."""
+    duplicates = find_duplicates(p for p, _ in entries)
+    if duplicates:
+        name, paths = next(iter(sorted(duplicates.items())))
+        raise OltrError(f"{len(duplicates)} validation images occur more than once{where}, e.g. {name}: {', '.join(paths)}")
+    if not entries:
+        raise OltrError(empty)
+    return sorted(entries, key=lambda e: (e[1], e[0]))
+
+
 def check_files(root: Path, paths: Sequence[str], *, progress: bool = False, desc: str = "checking files") -> tuple[list[str], list[str]]:
     """``(missing, unreadable)`` among ``root/path`` for every path (one ``stat`` each)."""
     missing: list[str] = []
