@@ -15,9 +15,8 @@ Follows the code: the new classifier has PyTorch's default ``nn.Linear`` initial
 is copied.
 
 Differs from the code: the representation is OLTR's plain model (Decoupling trains its own,
-instance-balanced, 90 epochs), and the engine's StepLR replaces the official cosine annealing
-(the configs drop the lr 10x halfway, a mean lr of 0.55x the initial one against cosine's 0.5x).
-The engine trains the head on cached backbone features (eval-mode BatchNorm; the official
+instance-balanced, 90 epochs). The real-dataset configs keep the official cosine annealing to 0,
+stepped at the start of each epoch as ``run_networks.py`` does (``train.scheduler``). The engine trains the head on cached backbone features (eval-mode BatchNorm; the official
 code runs the frozen backbone in train mode).
 """
 

@@ -30,8 +30,9 @@ Follows the code:
 
 Our choice where the paper has only CIFAR settings: configs start DRW at the first StepLR decay
 (the paper trains with LDAM "before annealing the learning rate" and re-weights after it;
-CIFAR's epoch 160 of 200 is its first decay). Not followed: the official CIFAR schedule's
-5-epoch linear learning-rate warm-up (the engine has StepLR only).
+CIFAR's epoch 160 of 200 is its first decay), so they keep a step schedule where BALMS's
+ImageNet-LT config anneals by cosine. Not followed: the official CIFAR schedule's 5-epoch linear
+learning-rate warm-up (a CIFAR setting for lr 0.1 at batch 128; no ImageNet-LT config uses it).
 
 Scores: the head outputs ``logits = s·z`` (the scale the loss trains, without margins) and
 ``cosine = z``; predictions use ``s·z``, so softmax-based scores (open-set threshold, ECE) see

@@ -16,8 +16,8 @@ facebookresearch/classifier-balancing @ f162ade, ``models/TauNormClassifier.py``
 Follows the code: the scale multiplies the bias too, and s is unconstrained (it may become
 negative).
 
-Differs from the code: the representation and classifier are OLTR's plain model, and the
-engine's StepLR replaces the official cosine annealing (see :mod:`oltr_bench.baselines.crt`).
+Differs from the code: the representation and classifier are OLTR's plain model. The
+real-dataset configs keep the official cosine schedule (see :mod:`oltr_bench.baselines.crt`).
 """
 
 from __future__ import annotations

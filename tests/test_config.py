@@ -19,7 +19,7 @@ def test_imagenet_plain_is_the_official_stage1():
     assert cfg["model"]["backbone"] == "resnet10"
     assert cfg["train"]["epochs"] == 30 and cfg["train"]["batch_size"] == 128
     assert cfg["train"]["lr"] == {"features": 0.1, "classifier": 0.1}
-    assert cfg["train"]["scheduler"] == {"step_size": 10, "gamma": 0.1}
+    assert cfg["train"]["scheduler"] == {"name": "step", "step_size": 10, "gamma": 0.1, "eta_min": 0.0, "step_at": "epoch_end"}
     assert cfg["data"]["pipeline"] == "parity"
 
 

@@ -119,8 +119,21 @@ def _crash_at(epoch_to_fail: int):
     return on_epoch_start
 
 
-def test_interrupted_and_resumed_run_equals_uninterrupted(tiny, tmp_path, monkeypatch):
-    extra = ("data.sampler=class_aware", "train.epochs=4")
+COSINE_AT_START = ("train.scheduler.name=cosine", "train.scheduler.step_at=epoch_start")
+
+
+def test_cosine_schedule_stepped_at_epoch_start_as_classifier_balancing(tiny, tmp_path):
+    run_dir = run(tiny, tmp_path, "plain", "train.epochs=4", *COSINE_AT_START)
+    # run_networks.py steps CosineAnnealingLR(T_max=4) before each epoch: epoch e trains at lr(e).
+    expected = [0.05 * (1 + np.cos(np.pi * e / 4)) / 2 for e in (1, 2, 3, 4)]
+    assert [e["lr"][0] for e in records(run_dir, "epoch")] == pytest.approx(expected, abs=1e-15)
+    with pytest.raises(OltrError, match=r"train.scheduler.name 'linear' is not known; expected one of: step, cosine"):
+        run(tiny, tmp_path, "plain", "train.scheduler.name=linear")
+
+
+@pytest.mark.parametrize("schedule", [(), COSINE_AT_START], ids=["step", "cosine-at-start"])
+def test_interrupted_and_resumed_run_equals_uninterrupted(tiny, tmp_path, monkeypatch, schedule):
+    extra = ("data.sampler=class_aware", "train.epochs=4", *schedule)
     straight = run(tiny, tmp_path / "a", "plain", *extra)
 
     plain_cls = METHODS.get("plain")

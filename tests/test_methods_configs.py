@@ -64,12 +64,17 @@ def test_paper_competitors_use_class_aware_sampling_and_the_stage1_schedule(data
         assert sampler(method, dataset) == "instance"
 
 
+def OLTR_STEP(step_size: int) -> dict:
+    """OLTR's schedule: StepLR(step_size, 0.1) stepped after each epoch (research/oltr.md §3.2)."""
+    return {"name": "step", "step_size": step_size, "gamma": 0.1, "eta_min": 0.0, "step_at": "epoch_end"}
+
+
 def test_dme_imagenet_lt_is_the_official_stage2():
     c = cfg("dme", "imagenet_lt")
     assert c["model"]["feat_dim"] == 512 and cfg("plain", "imagenet_lt")["model"]["feat_dim"] is None
     assert {k: c["train"][k] for k in ("epochs", "batch_size", "lr", "scheduler")} == {
         "epochs": 60, "batch_size": 128, "lr": {"features": 0.01, "classifier": 0.1},
-        "scheduler": {"step_size": 20, "gamma": 0.1}}
+        "scheduler": OLTR_STEP(20)}
     assert c["params"]["centroid_lr"] == 0.01 and c["params"]["loss_weight"] == 0.01
     assert c["params"]["freeze_backbone"] is False and c["params"]["modulated_attention"] is True
 
@@ -78,7 +83,7 @@ def test_dme_places_lt_is_the_official_stage2():
     c = cfg("dme", "places_lt")
     assert c["model"]["feat_dim"] == 512 == cfg("plain", "places_lt")["model"]["feat_dim"]
     assert {k: c["train"][k] for k in ("epochs", "lr", "scheduler")} == {
-        "epochs": 30, "lr": {"features": 0.0001, "classifier": 0.01}, "scheduler": {"step_size": 10, "gamma": 0.1}}
+        "epochs": 30, "lr": {"features": 0.0001, "classifier": 0.01}, "scheduler": OLTR_STEP(10)}
     assert c["params"]["freeze_backbone"] is True
 
 
@@ -101,6 +106,15 @@ def test_decoupling_follows_the_official_batch_and_epochs(dataset):
         train = cfg(method, dataset)["train"]
         assert (train["epochs"], train["batch_size"], train["reference_batch_size"], train["lr"]["classifier"]) == \
             (epochs, batch, batch, lr)
+        # coslr: true, endlr: 0.0, stepped before each epoch (run_networks.py).
+        assert {k: train["scheduler"][k] for k in ("name", "eta_min", "step_at")} == \
+            {"name": "cosine", "eta_min": 0.0, "step_at": "epoch_start"}
+
+
+def test_balms_end_to_end_configs_anneal_by_cosine_except_ldam_drw():
+    for method in ("balanced_softmax", "logit_adjust"):
+        assert cfg(method, "imagenet_lt")["train"]["scheduler"]["name"] == "cosine"
+    assert cfg("ldam_drw", "imagenet_lt")["train"]["scheduler"]["name"] == "step"  # DRW starts at the decay
 
 
 @pytest.mark.parametrize("dataset", DATASETS)

@@ -180,7 +180,7 @@ class Method:
     def extra_optimizers(self, model: MethodModel) -> list[torch.optim.Optimizer]:
         """Optimisers for state with its own update rule (e.g. DME's centroids); stepped with the main one.
 
-        The engine gives each its own StepLR (the config's schedule) and scales its learning
+        The engine gives each its own scheduler (``train.scheduler``) and scales its learning
         rates by the same linear factor as the main optimiser's when the global batch differs
         from ``train.reference_batch_size``. Parameters in no optimiser are frozen.
         """

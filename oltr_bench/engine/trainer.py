@@ -4,7 +4,8 @@ Protocol mechanics kept exactly (research/oltr.md §3.3):
 
 - an epoch is ``floor(N_train / batch)`` steps whatever the sampler;
 - SGD with momentum and weight decay, one parameter group per part (features, classifier) with
-  its own learning rate, ``StepLR`` stepped once per epoch after the epoch's optimisation;
+  its own learning rate, ``StepLR`` stepped once per epoch after the epoch's optimisation (other
+  schedules of the later baselines' official code in :mod:`~oltr_bench.engine.schedule`);
 - model selection on the validation split only (best val top-1, closed set); the test and open
   lists are read only for the final evaluation;
 - stage-2 methods start from the stage-1 checkpoint, copying the keys that exist.
@@ -44,7 +45,7 @@ from oltr_bench.data.images import UndecodableItems, UnreadableImage
 from oltr_bench.data.lists import Batch, ListDataset, make_loader, make_reader, raise_failures
 from oltr_bench.data.samplers import EpochBatches, epoch_batches, make_stream
 from oltr_bench.data.transforms import build_pipeline
-from oltr_bench.engine import checkpoint, distributed, rundir
+from oltr_bench.engine import checkpoint, distributed, rundir, schedule
 from oltr_bench.engine.distributed import Dist, pick_device
 from oltr_bench.engine.features import BATCHNORM_NOTE, FeatureCache, cache_key
 from oltr_bench.engine.method import DatasetInfo, Method, MethodModel
@@ -131,6 +132,7 @@ class Engine:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.amp_dtype = self._precision(train["precision"])
+        schedule.check(train["scheduler"])
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
         self.sampler_kind = cfg["data"]["sampler"] or self.method.sampler
@@ -401,7 +403,7 @@ class Engine:
         factor = batch / reference if train["lr_scaling"] else 1.0
         return {k: float(v) * factor for k, v in train["lr"].items()}, factor
 
-    def _optimizers(self, lr: dict[str, float], factor: float):
+    def _optimizers(self, lr: dict[str, float], factor: float, epochs: int):
         train = self.cfg["train"]
         groups = self.method.param_groups(self.model, lr)
         optimizers: list[torch.optim.Optimizer] = []
@@ -416,8 +418,7 @@ class Engine:
         for p in self.model.parameters():
             if id(p) not in optimised:
                 p.requires_grad_(False)  # what no optimiser updates is frozen (no gradients computed)
-        step, gamma = int(train["scheduler"]["step_size"]), float(train["scheduler"]["gamma"])
-        schedulers = [torch.optim.lr_scheduler.StepLR(opt, step_size=step, gamma=gamma) for opt in optimizers]
+        schedulers = [schedule.build(opt, train["scheduler"], epochs) for opt in optimizers]
         return optimizers, schedulers
 
     def _network(self) -> torch.nn.Module:
@@ -482,7 +483,7 @@ class Engine:
     def train(self, plan: dict[str, int], lr: dict[str, float], factor: float) -> dict[str, Any]:
         epochs, steps, batch = plan["epochs"], plan["steps_per_epoch"], plan["batch_size"]
         seed = int(self.cfg["seed"])
-        optimizers, schedulers = self._optimizers(lr, factor)
+        optimizers, schedulers = self._optimizers(lr, factor, epochs)
         self._setup_feature_cache()
         if self.dist.enabled and self.cfg["train"]["sync_bn"]:
             distributed.convert_sync_batchnorm(self.model, self.device)

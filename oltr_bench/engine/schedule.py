@@ -1,0 +1,52 @@
+"""Learning-rate schedules, stepped once per epoch (``train.scheduler``).
+
+- ``step``: ``StepLR(step_size, gamma)``, the schedule of every OLTR stage (research/oltr.md §3.2).
+- ``cosine``: ``CosineAnnealingLR(T_max=train.epochs, eta_min)``, the ``coslr`` schedule of the
+  classifier-balancing (cRT, LWS, τ-norm's representation) and BALMS (Balanced Softmax) configs.
+
+``step_at`` places the step in the epoch as the official code does:
+
+- ``epoch_end``: after the epoch's optimisation (OLTR's code since 2020-02-11). Epoch *e* (1-based)
+  trains at the rate after *e − 1* steps: StepLR(10) decays from epoch 11, cosine starts at the base rate.
+- ``epoch_start``: classifier-balancing and BALMS call ``scheduler.step()`` before each epoch's
+  optimisation (``run_networks.py``), so epoch *e* trains at the rate after *e* steps: cosine's first
+  epoch is already below the base rate and its last runs at ``eta_min``. Done here by one step
+  before the first epoch, then one after each epoch, which keeps checkpoint and resume unchanged.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from ..errors import OltrError
+
+SCHEDULES = ("step", "cosine")
+STEP_AT = ("epoch_end", "epoch_start")
+
+
+def check(cfg: dict[str, Any]) -> None:
+    """Fail before any work when ``train.scheduler`` names an unknown schedule or position."""
+    if cfg["name"] not in SCHEDULES:
+        raise OltrError(f"train.scheduler.name {cfg['name']!r} is not known; expected one of: {', '.join(SCHEDULES)}")
+    if cfg["step_at"] not in STEP_AT:
+        raise OltrError(f"train.scheduler.step_at {cfg['step_at']!r} is not known; expected one of: {', '.join(STEP_AT)}")
+    if cfg["name"] == "step" and int(cfg["step_size"]) < 1:
+        raise OltrError(f"train.scheduler.step_size must be at least 1, found {cfg['step_size']}")
+
+
+def build(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """The per-epoch scheduler of one optimiser; for ``epoch_start`` it has already taken its first step."""
+    check(cfg)
+    if cfg["name"] == "cosine":
+        sched: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(epochs, 1), eta_min=float(cfg["eta_min"]))
+    else:
+        sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(cfg["step_size"]), gamma=float(cfg["gamma"]))
+    if cfg["step_at"] == "epoch_start":
+        with warnings.catch_warnings():  # PyTorch warns when the scheduler steps before the optimiser: here that is the intent
+            warnings.simplefilter("ignore", UserWarning)
+            sched.step()
+    return sched
