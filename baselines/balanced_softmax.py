@@ -52,6 +52,6 @@ class BalancedSoftmax(Method):
 
     def loss(
         self, outputs: dict[str, torch.Tensor], targets: torch.Tensor, model: MethodModel
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = balanced_softmax_loss(outputs["logits"], targets, self.counts)
-        return loss, {"balanced_ce": float(loss.detach())}
+        return loss, {"balanced_ce": loss.detach()}

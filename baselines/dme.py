@@ -58,8 +58,12 @@ Where the code is followed rather than the paper (each behind an option where th
   and random, Places-LT's is copied;
 - ``freeze_backbone: true`` is the official Places-LT stage 2 (``fix: True`` with the name
   filter ``modulatedatt``/``fc``): every backbone parameter is frozen except ``fc_add``; the
-  attention and the head train. BatchNorm stays in training mode, as in the code, so its
-  running statistics still move;
+  attention and the head train. In the code BatchNorm stays in training mode (its running
+  statistics still move) and the images are augmented every epoch; with the default
+  ``train.feature_cache: true`` the engine instead caches the body's last feature map once
+  (BatchNorm in evaluation mode, evaluation transform: no augmentation) and trains the attention,
+  ``fc_add`` and head on it, which the run manifest records. ``--set train.feature_cache=false``
+  trains as the code does (every epoch through the frozen ResNet-152);
 - the attention's effective official initialisation (see :mod:`oltr_bench.models.attention`,
   ``attention_init``).
 
@@ -148,6 +152,17 @@ def centroid_repel(
     return (margin - d.sum() / d.numel()).clamp(0.0, 1e6)
 
 
+def nearest_centroid_distance(v: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    """γ_i = min_c ‖v_i − m_c‖, at least ``REACHABILITY_EPS`` (the denominator of the reachability).
+
+    The nearest centroid comes from the expanded form (no [B, C, D] temporary); its distance from
+    the difference, as the official ``torch.norm(x - c)``: the expanded form cancels in float32
+    near a centroid whose norm is much larger than γ.
+    """
+    nearest = memory.index_select(0, squared_distances(v, memory).argmin(1))
+    return safe_sqrt((v - nearest).pow(2).sum(1), REACHABILITY_EPS)
+
+
 class MetaEmbeddingHead(nn.Module):
     """OLTR's ``MetaEmbedding_Classifier`` with the memory (centroids) as a parameter of the head."""
 
@@ -168,7 +183,7 @@ class MetaEmbeddingHead(nn.Module):
 
     def meta_embedding(self, v: torch.Tensor) -> torch.Tensor:
         memory = self.centroids.detach().to(v)
-        gamma = safe_sqrt(squared_distances(v, memory).min(1).values, REACHABILITY_EPS)
+        gamma = nearest_centroid_distance(v, memory)
         memory_feature = torch.softmax(self.hallucinator(v), dim=1) @ memory
         selector = torch.tanh(self.selector(v))
         return (self.reachability_scale / gamma).unsqueeze(1) * (v + selector * memory_feature)
@@ -274,7 +289,7 @@ class DME(Method):
         return DMEModel(backbone, self.build_head(), attention)
 
     def adapt_init_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        weight = state.get("head.fc.weight", state.get("module.head.fc.weight"))
+        weight = state.get("head.fc.weight")
         if weight is not None and weight.shape[1] != self.info.feat_dim:
             raise OltrError(
                 f"dme initialises its hallucinator from the stage-1 classifier, which takes {weight.shape[1]}-d "
@@ -322,7 +337,7 @@ class DME(Method):
 
     def loss(
         self, outputs: dict[str, torch.Tensor], targets: torch.Tensor, model: MethodModel
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         p = self.params
         centroids = _unwrap(model).head.centroids
         v = at_least_float32(outputs["features"])
@@ -336,4 +351,4 @@ class DME(Method):
         loss = ce + attract + weight * float(p["repel_weight"]) * repel
         with torch.no_grad():
             attract_value = (v - centroids.index_select(0, targets)).pow(2).sum() / 2.0 / len(targets)
-        return loss, {"ce": float(ce.detach()), "attract": float(attract_value), "repel": float(repel.detach())}
+        return loss, {"ce": ce.detach(), "attract": attract_value, "repel": repel.detach()}

@@ -13,10 +13,11 @@ published no code and no γ/α; there is no official multi-class implementation.
 
 Choices (and where they come from):
 
-- γ = 2 by default (the paper's value); α = 1 (no class weighting) by default. ``alpha`` may be
-  a scalar, applied to *every* class (Keras ``CategoricalFocalCrossentropy``), or a list of C
-  per-class weights. clcarwin/focal_loss_pytorch turns a scalar into [α, 1-α] for two classes;
-  we do not.
+- γ = 2 by default (the paper's value); α = 1 (no class weighting) by default. ``alpha`` is a
+  scalar applied to *every* class (Keras ``CategoricalFocalCrossentropy``); ``class_alpha`` is
+  the optional list of C per-class weights α_c (``--set 'params.class_alpha=[...]'`` or a
+  config file), used in its place. clcarwin/focal_loss_pytorch turns a scalar into [α, 1-α] for
+  two classes; we do not.
 - The loss is the mean over the batch (not normalised by Σα).
 - The gradient is the true gradient of FL. clcarwin's widely copied version detaches p_t
   (``logpt.data.exp()``), which gives the same value but a different gradient; kaidic/LDAM-DRW's
@@ -64,7 +65,7 @@ def focal_loss(
 class Focal(Method):
     """Softmax focal loss -α_y (1-p_y)^γ log p_y (γ=2) with class-aware sampling."""
 
-    defaults: dict[str, Any] = {"gamma": 2.0, "alpha": 1.0}
+    defaults: dict[str, Any] = {"gamma": 2.0, "alpha": 1.0, "class_alpha": []}
     sampler = "class_aware"
 
     def __init__(self, params: dict[str, Any], info: DatasetInfo):
@@ -72,18 +73,19 @@ class Focal(Method):
         self.gamma = float(params["gamma"])
         if self.gamma < 0:
             raise OltrError(f"focal: params.gamma must be >= 0, got {self.gamma}")
-        alpha = params["alpha"]
-        if isinstance(alpha, (list, tuple)):
-            if len(alpha) != info.num_classes:
-                raise OltrError(
-                    f"focal: params.alpha has {len(alpha)} values; expected a scalar or one per class ({info.num_classes})"
-                )
-            self.alpha: float | torch.Tensor = torch.tensor([float(a) for a in alpha], dtype=torch.float64)
+        class_alpha = params["class_alpha"]
+        if class_alpha:
+            if float(params["alpha"]) != 1.0:
+                raise OltrError("focal: give either params.alpha (one weight for every class) or params.class_alpha, not both")
+            if len(class_alpha) != info.num_classes or not all(isinstance(a, (int, float)) for a in class_alpha):
+                raise OltrError(f"focal: params.class_alpha must be a list of {info.num_classes} numbers (one per class), "
+                                f"found {len(class_alpha)} values")
+            self.alpha: float | torch.Tensor = torch.tensor([float(a) for a in class_alpha], dtype=torch.float64)
         else:
-            self.alpha = float(alpha)
+            self.alpha = float(params["alpha"])
 
     def loss(
         self, outputs: dict[str, torch.Tensor], targets: torch.Tensor, model: MethodModel
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = focal_loss(outputs["logits"], targets, self.gamma, self.alpha)
-        return loss, {"focal": float(loss.detach())}
+        return loss, {"focal": loss.detach()}

@@ -37,7 +37,9 @@ Two registered stages:
   (``ctx.outputs("train")``, evaluation transform) with dropout 0.5 on them. Each episode:
 
   1. base classes = the many-shot classes (n_c > ``many_threshold`` = 100 in the dataset's
-     training counts, the paper's definition) with at least 2 of the training features ``fit``
+     training counts, the paper's definition and the ``oltr`` protocol's grouping; under
+     ``--protocol oltr-code``, n_c ≥ 100, ImageNet-LT's 6 classes with exactly 100 images
+     count as many-shot but get generated weights) with at least 2 of the training features ``fit``
      sees; a random ``fake_novel_fraction`` of them (0.643 = 250 of 389 in the official
      ImageNet config, at least 1, leaving at least 1 base class) become fake-novel classes,
      the rest are the episode's base classes;
@@ -153,9 +155,9 @@ class FSLwFStage1(Method):
 
     def loss(
         self, outputs: dict[str, torch.Tensor], targets: torch.Tensor, model: MethodModel
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = F.cross_entropy(at_least_float32(outputs["logits"]), targets)
-        return loss, {"ce": float(loss.detach())}
+        return loss, {"ce": loss.detach()}
 
 
 @METHODS.register("fslwf")
@@ -272,14 +274,14 @@ class FSLwF(Method):
             lr = next(lr for end, lr in schedule if end > epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            total = 0.0
+            total = torch.zeros(())
             for _ in range(episodes):
                 loss = self._episode_loss(head, feats, by_class, base_all, n_fake)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                total += float(loss.detach())
-            mean = total / episodes
+                total = total.to(loss.device) + loss.detach()  # summed on the device: no host sync per episode
+            mean = float(total) / episodes
             self.history.append({"epoch": epoch, "lr": lr, "loss": mean})
             ctx.log(f"fslwf: episode epoch {epoch} lr {lr:g} loss {mean:.4f}")
         with torch.no_grad():

@@ -124,6 +124,6 @@ class LDAMDRW(Method):
 
     def loss(
         self, outputs: dict[str, torch.Tensor], targets: torch.Tensor, model: MethodModel
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = ldam_loss(outputs["cosine"], targets, self.margins, float(self.params["scale"]), self.class_weights())
-        return loss, {"ldam": float(loss.detach())}
+        return loss, {"ldam": loss.detach()}

@@ -69,6 +69,6 @@ class LogitAdjust(Method):
 
     def loss(
         self, outputs: dict[str, torch.Tensor], targets: torch.Tensor, model: MethodModel
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = logit_adjusted_loss(outputs["logits"], targets, self.counts, self.tau)
-        return loss, {"la_ce": float(loss.detach())}
+        return loss, {"la_ce": loss.detach()}

@@ -207,6 +207,19 @@ def openmax_outputs(logits: np.ndarray, model: OpenMaxModel, alpha_rank: int) ->
     }
 
 
+def choose_setting(tuning: list[dict[str, float]], floor: float) -> tuple[dict[str, float], bool]:
+    """The tuning rule of the module docstring over the grid's validation records, and whether any was feasible.
+
+    Among the records with ``accuracy >= floor`` the highest ``reject_rate`` (ties: higher accuracy,
+    then grid order); with none, the highest accuracy (ties: grid order).
+    """
+    order = {id(t): i for i, t in enumerate(tuning)}
+    feasible = [t for t in tuning if t["accuracy"] >= floor]
+    if feasible:
+        return max(feasible, key=lambda t: (t["reject_rate"], t["accuracy"], -order[id(t)])), True
+    return max(tuning, key=lambda t: (t["accuracy"], -order[id(t)])), False
+
+
 @METHODS.register("openmax")
 class OpenMax(Method):
     """OpenMax on the plain model: per-class Weibull fits of logit distances, an extra unknown class."""
@@ -279,11 +292,8 @@ class OpenMax(Method):
                         "reject_rate": float((pred == -1).mean()),
                     }
                 )
-        feasible = [t for t in self.tuning if t["accuracy"] >= floor]
-        if feasible:
-            best = max(feasible, key=lambda t: (t["reject_rate"], t["accuracy"], -self.tuning.index(t)))
-        else:
-            best = max(self.tuning, key=lambda t: (t["accuracy"], -self.tuning.index(t)))
+        best, feasible = choose_setting(self.tuning, floor)
+        if not feasible:
             ctx.log(f"openmax: no grid setting keeps validation accuracy >= {floor:.4f}; taking the most accurate one "
                     f"({best['accuracy']:.4f})")
         self.tail_size, self.alpha_rank = best["tail_size"], best["alpha_rank"]

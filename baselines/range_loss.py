@@ -105,8 +105,8 @@ def range_loss_oltr(
     features = at_least_float32(features)
     same = labels.view(-1, 1) == labels.view(1, -1)
     pooled = _distances(squared_distances(features, features)[same], squared=False)
-    top = pooled.topk(2).values
-    intra = 2.0 / (1.0 / top).sum()
+    top = pooled.topk(min(2, pooled.numel())).values  # a one-sample batch has one pair (the official code fails)
+    intra = top.numel() / (1.0 / top).sum()
     c = centres.to(features)
     mis_broadcast = 2.0 * (c * c).sum(1) - 2.0 * (c @ c.t())
     inter = (margin - mis_broadcast.flatten().clamp(DIST_MIN, DIST_MAX).min()).clamp(0.0, 1e6)
@@ -149,7 +149,7 @@ class RangeLoss(Method):
 
     def loss(
         self, outputs: dict[str, torch.Tensor], targets: torch.Tensor, model: MethodModel
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         p = self.params
         ce = F.cross_entropy(at_least_float32(outputs["logits"]), targets)
         if p["oltr_compat"]:
@@ -160,4 +160,4 @@ class RangeLoss(Method):
                 outputs["features"], targets, int(p["k"]), float(p["margin"]), bool(p["squared"])
             )
         loss = ce + float(p["weight"]) * (float(p["alpha"]) * intra + float(p["beta"]) * inter)
-        return loss, {"ce": float(ce.detach()), "intra": float(intra.detach()), "inter": float(inter.detach())}
+        return loss, {"ce": ce.detach(), "intra": intra.detach(), "inter": inter.detach()}

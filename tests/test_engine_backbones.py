@@ -94,7 +94,7 @@ def test_stage2_copy_keeps_new_fc_add_fresh():
     stage1 = MethodModel(build_backbone({"backbone": "glyphnet", "input_size": 32, "feat_dim": None}), LinearHead(256, 5))
     stage2 = MethodModel(build_backbone({"backbone": "glyphnet", "input_size": 32, "feat_dim": 64}), LinearHead(64, 5))
     fresh = stage2.backbone.fc_add.weight.clone()
-    state = {f"module.{k}": v for k, v in stage1.state_dict().items() if not k.startswith("head.")}
+    state = {k: v for k, v in stage1.state_dict().items() if not k.startswith("head.")}
     report = copy_matching(stage2, state)
     assert set(report["copied"]) == {k for k in stage1.state_dict() if k.startswith("backbone.")}
     assert set(report["fresh"]) == {"backbone.fc_add.weight", "backbone.fc_add.bias", "head.fc.weight", "head.fc.bias"}

@@ -129,8 +129,8 @@ def test_ldam_loss_reference():
     close(ldam_loss(COSINE, LABELS, m, 30.0, t(DRW)), 3.7391598224386624)
 
 
-def test_weighted_cross_entropy_divides_by_the_weight_sum():
-    close(F.cross_entropy(LOGITS, LABELS, weight=t(DRW)), 0.6530155018165618)
+def test_ldam_without_margins_is_the_weighted_cross_entropy_divided_by_the_weight_sum():
+    close(ldam_loss(LOGITS, LABELS, torch.zeros(LOGITS.shape[1], dtype=LOGITS.dtype), 1.0, t(DRW)), 0.6530155018165618)
 
 
 def test_normed_linear_rows_start_at_unit_norm():
@@ -191,6 +191,16 @@ def test_range_loss_oltr_zero_distances_are_finite():
     intra, inter = range_loss_oltr(x, torch.tensor([0, 0, 1]), t([[1.0, 2.0], [0.0, 1.0]]))
     (intra + inter).backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_range_loss_oltr_on_a_one_sample_batch_is_finite():
+    """A per-process batch of one (or one left after skipping unreadable images): one pair, no crash."""
+    x = t([[1.0, 2.0]]).requires_grad_(True)
+    intra, inter = range_loss_oltr(x, torch.tensor([0]), t([[1.0, 2.0], [0.0, 1.0]]))
+    (intra + inter).backward()
+    assert torch.isfinite(intra) and torch.isfinite(x.grad).all()
+    pair, _ = range_loss_oltr(t([[1.0, 2.0], [4.0, 6.0]]), torch.tensor([0, 0]), t([[0.0, 0.0], [0.0, 1.0]]))
+    close(pair, 5.0)  # two samples: pairs (0,1) and (1,0) at distance 5, harmonic mean 5
 
 
 def test_range_loss_paper_gradient():

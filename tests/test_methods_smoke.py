@@ -108,7 +108,8 @@ def train(method, model, steps=25, lr=0.05):
     for step in range(steps):
         method.on_epoch_start(step // 10)
         loss, parts = method.loss(model(x, y), y, model)
-        assert all(torch.as_tensor(v).ndim == 0 and not torch.as_tensor(v).requires_grad for v in parts.values())
+        # Detached device tensors: the engine reads them only when it logs, so a step needs no host sync.
+        assert all(isinstance(v, torch.Tensor) and v.ndim == 0 and not v.requires_grad for v in parts.values())
         for o in optimizers:
             o.zero_grad()
         loss.backward()
@@ -165,10 +166,7 @@ def plain():
 def stage2(method, stage1):
     """Build a stage-2 model and copy the stage-1 keys as the engine does."""
     model = method.build_model(copy.deepcopy(stage1.backbone))
-    own = model.state_dict()
-    state = method.adapt_init_state(stage1.state_dict())
-    own.update({k: v for k, v in state.items() if k in own and own[k].shape == v.shape})
-    model.load_state_dict(own)
+    method.load_stage1(model, stage1.state_dict())
     if not method.trains:
         model.requires_grad_(False)  # as the engine does before fit() of a method that trains nothing
     return model
@@ -186,7 +184,7 @@ def test_every_method_is_registered_with_a_description():
     "name, overrides",
     [
         ("focal", {}),
-        ("focal", {"alpha": [0.25, 0.5, 0.75, 1.0, 1.0, 1.0], "gamma": 1.0}),
+        ("focal", {"class_alpha": [0.25, 0.5, 0.75, 1.0, 1.0, 1.0], "gamma": 1.0}),
         ("balanced_softmax", {}),
         ("logit_adjust", {}),
         ("ldam_drw", {"drw_epoch": 1000}),
@@ -445,6 +443,20 @@ def test_crt_drops_the_stage1_classifier_and_dme_renames_it():
         make("dme").adapt_init_state({**state, "head.fc.weight": torch.zeros(C, D + 1)})
 
 
+def test_stage1_saved_from_a_ddp_wrapper_initialises_crt_and_dme_like_an_unwrapped_one(plain):
+    """``module.``-prefixed keys are unwrapped before the method renames or drops its keys."""
+    wrapped = {f"module.{k}": v for k, v in plain.state_dict().items()}
+    crt = make("crt")
+    model = crt.build_model(copy.deepcopy(plain.backbone))
+    fresh = model.head.fc.weight.clone()
+    report = crt.load_stage1(model, wrapped)
+    assert torch.equal(model.head.fc.weight, fresh) and "head.fc.weight" in report["fresh"]  # re-initialised, not copied
+    dme = make("dme")
+    model = dme.build_model(copy.deepcopy(plain.backbone))
+    dme.load_stage1(model, wrapped)
+    assert torch.equal(model.head.hallucinator.weight, plain.head.fc.weight)
+
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
@@ -482,3 +494,44 @@ def test_losses_under_autocast_are_float32_and_finite(name, overrides, device, p
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_focal_per_class_alpha_comes_from_the_command_line_or_fails_clearly():
+    from oltr_bench.config import resolve_config
+
+    focal = METHODS.get("focal")
+    weights = "params.class_alpha=[0.25, 0.5, 0.75, 1, 1, 1]"
+    cfg = resolve_config("focal", "embedded", focal.defaults, [weights])
+    assert torch.equal(focal(cfg["params"], INFO).alpha, torch.tensor([0.25, 0.5, 0.75, 1, 1, 1], dtype=torch.float64))
+    short = resolve_config("focal", "embedded", focal.defaults, ["params.class_alpha=[0.25, 0.5]"])
+    with pytest.raises(OltrError, match=r"params.class_alpha must be a list of 6 numbers \(one per class\), found 2 values"):
+        focal(short["params"], INFO)
+    both = resolve_config("focal", "embedded", focal.defaults, [weights, "params.alpha=0.5"])
+    with pytest.raises(OltrError, match="either params.alpha .* or params.class_alpha, not both"):
+        focal(both["params"], INFO)
+
+
+
+def test_dme_reachability_is_exact_near_a_far_centroid():
+    """γ = ‖v − c_nearest‖ keeps float32 precision when ‖c‖ ≫ γ (the official code takes the difference)."""
+    from oltr_bench.baselines.dme import nearest_centroid_distance
+
+    gen = torch.Generator().manual_seed(0)
+    memory = torch.randn(5, 512, generator=gen) * 80 / 512**0.5  # ‖c‖ ≈ 80, the ImageNet-LT scale
+    offset = 0.01 * torch.randn(3, 512, generator=gen)
+    v = memory[:3] + offset
+    gamma = nearest_centroid_distance(v, memory)
+    exact = (v.double() - memory[:3].double()).norm(dim=1)  # ≈ 0.22: each row's own centroid is the nearest
+    assert torch.allclose(gamma.double(), exact, rtol=1e-5)
+    assert nearest_centroid_distance(memory[:1], memory).item() == pytest.approx(1e-6, rel=1e-6)  # on a centroid: eps, not 0
+
+
+def test_openmax_tuning_rejects_most_within_the_accuracy_budget():
+    from oltr_bench.baselines.openmax import choose_setting
+
+    grid = [{"tail_size": tail, "alpha_rank": 1, "accuracy": acc, "reject_rate": rej}
+            for tail, acc, rej in ((3, 0.90, 0.05), (5, 0.80, 0.30), (10, 0.86, 0.20), (20, 0.88, 0.20), (40, 0.88, 0.20))]
+    # 0.80 is over the budget: the most rejecting of the rest, ties to higher accuracy, then grid order.
+    assert choose_setting(grid, floor=0.85) == (grid[3], True)
+    assert choose_setting(grid, floor=0.80) == (grid[1], True)
+    assert choose_setting(grid, floor=0.95) == (grid[0], False)  # none feasible: the most accurate

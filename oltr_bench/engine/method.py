@@ -197,7 +197,12 @@ class Method:
         return state
 
     def load_stage1(self, model: MethodModel, state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
-        """Initialise a stage-2 model from the stage-1 checkpoint's model state (see :func:`copy_matching`)."""
+        """Initialise a stage-2 model from the stage-1 checkpoint's model state (see :func:`copy_matching`).
+
+        Keys saved from a DataParallel/DDP wrapper (``module.`` prefix) are unwrapped first, so that
+        :meth:`adapt_init_state` renames and drops by the model's own key names.
+        """
+        state = {key.removeprefix("module."): value for key, value in state.items()}
         return copy_matching(model, self.adapt_init_state(state))
 
     def on_train_start(self, ctx: EngineContext) -> None:
@@ -239,7 +244,6 @@ def copy_matching(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str,
     its keys in :meth:`Method.adapt_init_state`.
     """
     own = model.state_dict()
-    state = {key.removeprefix("module."): value for key, value in state.items()}
     mismatched = [f"{k} {tuple(v.shape)} -> {tuple(own[k].shape)}" for k, v in state.items() if k in own and own[k].shape != v.shape]
     if mismatched:
         raise OltrError(
