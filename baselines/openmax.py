@@ -68,10 +68,15 @@ rejects the most validation samples (ties: higher accuracy, then grid order). It
 aggressive recalibration that costs at most that much known-class accuracy. If every grid
 configuration costs more, the one with the highest validation accuracy is taken (ties: grid
 order).
+
+Memory: OpenMax works on the C-dimensional logits, so fitting holds N x C training logits and a
+C x C table of mean activation vectors; a run whose estimate exceeds the machine's memory
+(MS1M-LT: ~74.5K classes) is refused when the method is built, before any work.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +90,20 @@ from oltr_bench.registry import METHODS
 
 DISTANCES = ("eucos", "euclidean", "cosine")
 _CHUNK = 1024  # query rows per distance computation
+
+
+def fit_memory_bytes(info: DatasetInfo) -> int:
+    """Memory fitting needs at least: the training logits as float32 outputs and their float64 copy
+    (12 bytes per sample and class) and the [C, C] float64 table of mean activation vectors."""
+    n, c = sum(info.train_counts), info.num_classes
+    return 12 * n * c + 8 * c * c
+
+
+def physical_memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system: no guard
+        return None
 
 
 def distances_to_means(v: np.ndarray, means: np.ndarray, kind: str = "eucos") -> np.ndarray:
@@ -248,6 +267,14 @@ class OpenMax(Method):
         for key in ("tail_size", "alpha_rank"):
             if int(params[key]) < 0:
                 raise OltrError(f"openmax: params.{key} must be >= 0, got {params[key]}")
+        needed, available = fit_memory_bytes(info), physical_memory_bytes()
+        if available is not None and needed > available:
+            raise OltrError(
+                f"openmax: fitting needs about {needed / 2**30:.0f} GiB ({sum(info.train_counts)} training logits over "
+                f"{info.num_classes} classes and a {info.num_classes} x {info.num_classes} table of mean activation "
+                f"vectors), more than this machine's {available / 2**30:.0f} GiB. OpenMax works on logits and does not "
+                "scale to this many classes (the OLTR paper does not run it on MS1M-LT)"
+            )
         self.tail_size = int(params["tail_size"])
         self.alpha_rank = int(params["alpha_rank"])
         self.model: OpenMaxModel | None = None

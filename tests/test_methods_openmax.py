@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from oltr_bench.baselines.openmax import distances_to_means, fit_openmax, openmax_outputs, openmax_recalibrate
+from oltr_bench.errors import OltrError
 from oltr_bench.models.weibull import fit_high
 
 ATOL = 1e-6  # the contract for OpenMax end to end (the Weibull port is much closer)
@@ -175,3 +176,17 @@ def test_zero_activation_vector_has_finite_distance(model):
     d = distances_to_means(np.zeros((1, 4)), model.mav)
     assert np.isfinite(d).all()
     np.testing.assert_allclose(d, np.linalg.norm(model.mav, axis=1) / 200.0 + 1.0)
+
+
+def test_openmax_refuses_a_dataset_whose_fit_cannot_fit_in_memory(monkeypatch):
+    from oltr_bench.baselines import openmax
+    from oltr_bench.engine.method import DatasetInfo
+
+    small = DatasetInfo(num_classes=4, train_counts=(10, 5, 2, 1), feat_dim=8)
+    assert openmax.fit_memory_bytes(small) == 12 * 18 * 4 + 8 * 16
+    monkeypatch.setattr(openmax, "physical_memory_bytes", lambda: 24 * 2**30)
+    openmax.OpenMax(dict(openmax.OpenMax.defaults), small)  # fits
+    # MS1M-LT scale: ~74.5K identities with ~30 images each.
+    ms1m = DatasetInfo(num_classes=74_500, train_counts=(30,) * 74_500, feat_dim=512)
+    with pytest.raises(OltrError, match=r"openmax: fitting needs about 1902 GiB .* more than this machine's 24 GiB"):
+        openmax.OpenMax(dict(openmax.OpenMax.defaults), ms1m)
