@@ -250,6 +250,20 @@ def test_meta(split, tmp_path):
     check_error(split, tmp_path, {**a, "meta": np.array("{not json")}, "meta: found invalid JSON")
     check_error(split, tmp_path, {**a, "meta": np.array("[1, 2]")}, "meta: found a JSON list; expected a JSON object")
     check_error(split, tmp_path, {**a, "meta": np.array([1, 2])}, "meta: found dtype int64 with shape (2,); expected a string scalar")
+    # meta.method becomes the results' method name: a string or nothing.
+    check_error(split, tmp_path, {**a, "meta": np.array('{"method": {"x": 1}}')},
+                "meta.method: found {'x': 1}; expected the method's name as a string")
+
+
+def test_zip_members_that_are_not_npy_arrays(split, tmp_path):
+    """numpy returns raw bytes for such a member instead of failing: the loader must not take them for an array."""
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "p.npz", "w") as zf:
+        for key in ("ids", "logits", "split_fingerprint"):
+            zf.writestr(f"{key}.npy", b"garbage")
+    with pytest.raises(OltrError, match=r"ids: found a zip member that is not a .npy array; expected an archive written by numpy.savez"):
+        evaluate_file(tmp_path / "p.npz", split)
 
 
 def test_fingerprint(split, tmp_path):

@@ -168,3 +168,24 @@ def test_split_directory_and_files_follow_the_umask(tmp_path, umask):
     assert stat.S_IMODE(split.path.stat().st_mode) == 0o777 & ~umask
     assert stat.S_IMODE((split.path / "manifest.json").stat().st_mode) == 0o666 & ~umask
     assert stat.S_IMODE((split.path / "Toy_LT_train.txt").stat().st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ("test", r"manifest.json: 'a/4.png' appears twice in the test list"),  # would be scored twice
+        ("open", r"manifest.json: 'a/4.png' appears in both the test and the open list"),  # known and open at once
+    ],
+)
+def test_verify_refuses_a_hand_made_split_that_repeats_an_image(tmp_path, edit, message):
+    """A split written elsewhere (lists and a manifest with matching sha256s) gets the writer's uniqueness rule."""
+    split = write(tmp_path)
+    name = split.manifest["files"][edit]["name"]
+    line = "a/4.png 0\n" if edit == "test" else "a/4.png -1\n"
+    data = (split.path / name).read_bytes() + line.encode()
+    (split.path / name).write_bytes(data)
+    files = split.manifest["files"]
+    files[edit].update(lines=files[edit]["lines"] + 1, sha256=hashlib.sha256(data).hexdigest())
+    edit_manifest(split, files=files, fingerprint=fingerprint({s: f["sha256"] for s, f in files.items()}))
+    with pytest.raises(OltrError, match=message):
+        load_split_dir(split.path)

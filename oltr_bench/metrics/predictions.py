@@ -113,6 +113,9 @@ def load_predictions(path: str | os.PathLike) -> Predictions:
             for key in data.files:
                 try:
                     arrays[key] = data[key]
+                    if not isinstance(arrays[key], np.ndarray):  # numpy hands back raw bytes for a non-.npy member
+                        raise OltrError(f"{key}: found a zip member that is not a .npy array; "
+                                        "expected an archive written by numpy.savez")
                 except ValueError as exc:
                     if "allow_pickle" not in str(exc):
                         raise
@@ -141,6 +144,8 @@ def load_predictions(path: str | os.PathLike) -> Predictions:
             raise OltrError(f"meta: found invalid JSON ({exc}); expected a JSON object as a string") from None
         if not isinstance(meta, dict):
             raise OltrError(f"meta: found a JSON {type(meta).__name__}; expected a JSON object")
+        if "method" in meta and not isinstance(meta["method"], str):
+            raise OltrError(f"meta.method: found {meta['method']!r}; expected the method's name as a string")
     return Predictions(
         ids=arrays["ids"],
         scores=arrays["logits" if has_logits else "probs"],
