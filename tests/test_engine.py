@@ -326,7 +326,7 @@ def test_official_stage1_mechanics(tmp_path, dataset, n_train, steps):
     assert engine.amp_dtype is None  # fp32 on the CPU; bf16 autocast on CUDA
     lr, factor = engine.effective_lr(128)
     assert factor == 1.0 and lr == ({"features": 0.1, "classifier": 0.1} if dataset == "imagenet_lt" else {"features": 0.001, "classifier": 0.1})
-    (sgd,), (sched,) = engine._optimizers(lr, factor)
+    (sgd,), (sched,) = engine._optimizers(lr, factor, epochs=30)
     assert [g["lr"] for g in sgd.param_groups] == [lr["features"], lr["classifier"]]
     assert all(g["momentum"] == 0.9 and g["weight_decay"] == 5e-4 for g in sgd.param_groups)
     assert (sched.step_size, sched.gamma) == (10, 0.1)
