@@ -65,6 +65,12 @@ def run(tiny, root: Path, method="plain", *extra, **kwargs) -> Path:
     return run_method(method, tiny, runs_root=root, overrides=[*TINY, *extra], progress=False, echo=lambda m: None, **kwargs)
 
 
+def cached_rows(cache_path: str, which: str) -> np.ndarray:
+    """The rows of one split in a feature cache, through the ``<split>.json`` that names their file."""
+    meta = json.loads((Path(cache_path) / f"{which}.json").read_text())
+    return np.load(Path(cache_path) / meta["data"])
+
+
 def records(run_dir: Path, event: str) -> list[dict]:
     lines = (run_dir / "train_log.jsonl").read_text().splitlines()
     return [r for r in map(json.loads, lines) if r["event"] == event]
@@ -272,7 +278,7 @@ def test_feature_cache_map_level_when_only_fc_add_trains(tiny, tmp_path):
         cache = json.loads((run_dir / "manifest.json").read_text())["feature_cache"]
         assert cache["level"] == "map"
         quick_train = sum(min(n, 8) for n in TRAIN_COUNTS)
-        assert np.load(Path(cache["path"]) / "train.npy").shape == (quick_train, 16, 8, 8)
+        assert cached_rows(cache["path"], "train").shape == (quick_train, 16, 8, 8)
     finally:
         METHODS._items.pop("_fcadd")
 
@@ -326,7 +332,7 @@ def test_official_stage1_mechanics(tmp_path, dataset, n_train, steps):
     assert engine.amp_dtype is None  # fp32 on the CPU; bf16 autocast on CUDA
     lr, factor = engine.effective_lr(128)
     assert factor == 1.0 and lr == ({"features": 0.1, "classifier": 0.1} if dataset == "imagenet_lt" else {"features": 0.001, "classifier": 0.1})
-    (sgd,), (sched,) = engine._optimizers(lr, factor, 30)
+    (sgd,), (sched,) = engine._optimizers(lr, factor, epochs=30)
     assert [g["lr"] for g in sgd.param_groups] == [lr["features"], lr["classifier"]]
     assert all(g["momentum"] == 0.9 and g["weight_decay"] == 5e-4 for g in sgd.param_groups)
     assert isinstance(sched, torch.optim.lr_scheduler.StepLR) and (sched.step_size, sched.gamma, sched.last_epoch) == (10, 0.1, 0)
@@ -354,9 +360,12 @@ class ExtraOpt(Method):
         return loss + model.head.memory.sum() * 0.0, parts
 
 
-def test_model_selection_reads_the_validation_split_and_test_only_at_the_end(tiny, tmp_path, monkeypatch):
+@pytest.mark.parametrize("quick", [False, True], ids=["full", "quick"])
+def test_model_selection_reads_the_validation_split_and_test_only_at_the_end(tiny, tmp_path, monkeypatch, quick):
+    from oltr_bench.splits.format import SplitDir
+
     events = []
-    original_dataset, original_predict = trainer.Engine.dataset, trainer.Engine.predict
+    original_dataset, original_predict, original_entries = trainer.Engine.dataset, trainer.Engine.predict, SplitDir.entries
 
     def dataset(self, which, train):
         events.append(which)
@@ -366,12 +375,18 @@ def test_model_selection_reads_the_validation_split_and_test_only_at_the_end(tin
         events.append(f"predict:{which}")
         return original_predict(self, which)
 
+    def entries(self, which):
+        events.append(f"list:{which}")
+        return original_entries(self, which)
+
     monkeypatch.setattr(trainer.Engine, "dataset", dataset)
     monkeypatch.setattr(trainer.Engine, "predict", predict)
-    run_dir = run(tiny, tmp_path, "plain", "train.epochs=3")
+    monkeypatch.setattr(SplitDir, "entries", entries)
+    run_dir = run(tiny, tmp_path, "plain", "train.epochs=3", quick=quick)
     first_predict = events.index("predict:val")
-    assert set(events[:first_predict]) == {"train", "val"}  # training and model selection: train and val only
-    assert {"test", "open"} <= set(events[first_predict:])
+    # Training and model selection (and --quick's choice of subsets) read the train and val lists only.
+    assert set(events[:first_predict]) == {"train", "val", "list:train", "list:val"}
+    assert {"test", "open", "list:test", "list:open"} <= set(events[first_predict:])
     best = json.loads((run_dir / "manifest.json").read_text())["training"]["best_val_top1"]
     preds = load_predictions(run_dir / "predictions" / "val.npz")
     labels = dict(tiny.entries("val"))
@@ -427,7 +442,7 @@ def test_frozen_body_dme_trains_attention_on_cached_maps(tiny, tmp_path):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     cache = manifest["feature_cache"]
     assert cache["used"] and cache["level"] == "map" and "eval mode" in cache["batchnorm"]
-    assert np.load(Path(cache["path"]) / "train.npy").shape[1:] == (16, 8, 8)  # the body's last map
+    assert cached_rows(cache["path"], "train").shape[1:] == (16, 8, 8)  # the body's last map
     model = trainer.Engine(yaml.safe_load((run_dir / "config.yaml").read_text()), tiny, tmp_path / "x").model.eval()
     model.load_state_dict(checkpoint.load(run_dir / "checkpoints" / "best.pt")["model"])
     images = torch.randn(4, 3, 16, 16)

@@ -15,8 +15,15 @@ so its BatchNorm uses batch statistics and keeps updating its running statistics
 new training augmentations every epoch. ``train.feature_cache: false`` runs the official way.
 
 Cache directory: ``<stage-1 run>/feature_cache/<key>/`` (shared by every stage-2 run of that
-stage-1 run; the key hashes the frozen weights, the level, the evaluation transform and the
-list), one ``<split>.npy`` + ``<split>.index.npy`` per split, ``<split>.json`` written last.
+stage-1 run; the key hashes the frozen weights, the level, the evaluation transform, the autocast
+precision, the split and the ``--quick`` subset settings). Per split, ``<split>.json`` is written
+last and names the rows' files (``<split>.<build>.npy`` and ``<split>.<build>.index.npy``), the
+list they belong to, and the list positions of images skipped as unreadable (``--skip-corrupt``).
+Those are tried again whenever the cache is used: an image repaired since joins the cache, one
+still unreadable fails the run or is skipped and counted again, exactly as without a cache.
+
+Under torchrun rank 0 reads the metadata and broadcasts it, so every rank takes the same path
+(build, retry or load) through the collectives.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -34,6 +41,7 @@ from numpy.lib.format import open_memmap
 from oltr_bench.engine import distributed
 from oltr_bench.engine.distributed import Dist
 from oltr_bench.engine.method import MethodModel
+from oltr_bench.errors import OltrError
 from oltr_bench.utils.io import atomic_write_json
 
 BATCHNORM_NOTE = (
@@ -41,18 +49,29 @@ BATCHNORM_NOTE = (
     "statistics) and the evaluation transform (one centre crop, no augmentation); the official code keeps the "
     "frozen backbone in train mode (batch statistics, running statistics still updating) and augments every epoch"
 )
+FORMAT = 2  # in the key: caches of format 1 did not record skipped images and are never reused
+_COPY_BYTES = 256 * 2**20  # rows moved per chunk when a split's files are merged
+
+Compute = Callable[[Sequence[int]], Iterable[tuple[np.ndarray, np.ndarray]]]
 
 
-def cache_key(model: MethodModel, level: str, transform: dict[str, Any], fingerprint: str, subsets: dict[str, list[int]]) -> str:
-    """Hash of the frozen weights, the level, the evaluation transform and the lists."""
-    h = hashlib.sha256(json.dumps({"level": level, "transform": transform, "fingerprint": fingerprint}, sort_keys=True).encode())
+def cache_key(model: MethodModel, level: str, transform: dict[str, Any], precision: str, fingerprint: str,
+              quick: dict[str, Any] | None) -> str:
+    """Hash of the frozen weights, the level, the evaluation transform, the autocast precision
+    (bf16 and fp32 outputs differ), the split and the ``--quick`` subset settings."""
+    settings = {"format": FORMAT, "level": level, "transform": transform, "precision": precision, "fingerprint": fingerprint,
+                "quick": quick}
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     frozen = model.backbone.body if level == "map" else model.backbone
     for name, tensor in sorted(frozen.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    for which in sorted(subsets):
-        h.update(f"{which}:{','.join(map(str, subsets[which]))}".encode())
     return h.hexdigest()[:20]
+
+
+def list_digest(paths: Sequence[str]) -> str:
+    """Identity of the image list a split's rows belong to (list positions index the rows)."""
+    return hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16]
 
 
 class FeatureCache:
@@ -66,63 +85,116 @@ class FeatureCache:
         self.reused: dict[str, bool] = {}
         self._loaded: dict[str, dict[str, Any]] = {}
 
-    def complete(self, which: str) -> bool:
-        return (self.path / f"{which}.json").is_file()
+    def get(self, which: str, paths: Sequence[str], compute: Compute) -> dict[str, Any]:
+        """``{"inputs": [N, ...] float32 array, "index": [N] list positions (ascending), "skipped": list
+        positions without a row}`` of split ``which``, whose list is ``paths``.
 
-    def get(self, which: str, rows: int, compute: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]) -> dict[str, Any]:
-        """``{"inputs": [N, ...] float32 array, "index": [N] list positions}`` of split ``which``.
-
-        On first use every rank runs ``compute``, which yields (outputs, list positions) batches
-        of its share of at most ``rows`` images; rank 0 merges the shares.
+        ``compute(positions)`` yields (outputs, list positions) batches for this rank's share of
+        ``positions``, leaving out images it skips as unreadable (or raising for them). It runs
+        over the whole list when the split is not cached yet, and over the positions an earlier
+        build skipped when it is.
         """
         if which not in self._loaded:
-            reused = self.complete(which)
-            if not reused:
-                self._build(which, rows, compute)
-            self.reused[which] = reused
-            inputs = np.load(self.path / f"{which}.npy", mmap_mode="r" if self.level == "map" else None)
-            self._loaded[which] = {"inputs": inputs, "index": np.load(self.path / f"{which}.index.npy")}
+            digest = list_digest(paths)
+            meta = self._shared_meta(which, digest)
+            if meta is None:
+                self._build(which, range(len(paths)), compute, len(paths), digest, None)
+            elif meta["skipped"]:
+                self._build(which, meta["skipped"], compute, len(paths), digest, meta)
+            self.reused[which] = meta is not None
+            meta = self._shared_meta(which, digest)
+            if meta is None:
+                raise OltrError(f"feature cache {self.path}: {which}.json was replaced by another run while this one built it "
+                                "(for another list of the split); run again")
+            inputs = np.load(self.path / meta["data"], mmap_mode="r" if self.level == "map" else None)
+            self._loaded[which] = {"inputs": inputs, "index": np.load(self.path / meta["index"]), "skipped": meta["skipped"]}
         return self._loaded[which]
+
+    def _shared_meta(self, which: str, digest: str) -> dict[str, Any] | None:
+        """Rank 0's reading of ``<split>.json`` (None: absent, unreadable or for another list), on every rank."""
+        return distributed.broadcast_object(self.dist, self._read_meta(which, digest) if self.dist.is_main else None)
+
+    def _read_meta(self, which: str, digest: str) -> dict[str, Any] | None:
+        try:
+            meta = json.loads((self.path / f"{which}.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+        if not isinstance(meta, dict) or meta.get("list") != digest:
+            return None
+        if not all(isinstance(meta.get(k), str) and (self.path / meta[k]).is_file() for k in ("data", "index")):
+            return None
+        return meta
 
     def _part(self, which: str, rank: int, suffix: str) -> Path:
         return self.path / f".{which}.{self.token}.part{rank}-of-{self.dist.world_size}{suffix}"
 
-    def _build(self, which: str, rows: int, compute) -> None:
+    def _build(self, which: str, positions: Sequence[int], compute: Compute, n: int, digest: str,
+               base: dict[str, Any] | None) -> None:
+        """Compute ``positions`` (each rank a contiguous share) and merge them with ``base``'s rows."""
         self.path.mkdir(parents=True, exist_ok=True)
-        out, at, positions = None, 0, []
-        for values, pos in compute():
+        positions = list(positions)
+        per = -(-len(positions) // self.dist.world_size)
+        mine = positions[self.dist.rank * per:(self.dist.rank + 1) * per]
+        out, at, found = None, 0, []
+        for values, pos in compute(mine):
             if out is None:
-                out = open_memmap(self._part(which, self.dist.rank, ".npy"), mode="w+", dtype=np.float32, shape=(rows, *values.shape[1:]))
+                out = open_memmap(self._part(which, self.dist.rank, ".npy"), mode="w+", dtype=np.float32,
+                                  shape=(len(mine), *values.shape[1:]))
             out[at:at + len(values)] = values
             at += len(values)
-            positions.append(pos)
+            found.append(pos)
         if out is not None:
             out.flush()
             del out
-        np.save(self._part(which, self.dist.rank, ".index.npy"), np.concatenate(positions) if positions else np.zeros(0, np.int64))
+        np.save(self._part(which, self.dist.rank, ".index.npy"), np.concatenate(found) if found else np.zeros(0, np.int64))
         distributed.barrier(self.dist)
         if self.dist.is_main:
-            self._merge(which)
+            self._merge(which, n, digest, base)
         distributed.barrier(self.dist)
 
-    def _merge(self, which: str) -> None:
+    def _merge(self, which: str, n: int, digest: str, base: dict[str, Any] | None) -> None:
         world = self.dist.world_size
-        indices = [np.load(self._part(which, r, ".index.npy")) for r in range(world)]
-        arrays = [np.load(self._part(which, r, ".npy"), mmap_mode="r") if len(i) else None for r, i in enumerate(indices)]
-        shape = next((a.shape[1:] for a in arrays if a is not None), (0,))
-        total = sum(len(i) for i in indices)
-        tmp = self.path / f".{which}.{self.token}.npy.tmp"
-        out = open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total, *shape))
-        at = 0
-        for array, index in zip(arrays, indices):
-            if array is not None:
-                out[at:at + len(index)] = array[: len(index)]
-                at += len(index)
-        out.flush()
-        del out, arrays
-        np.save(self.path / f"{which}.index.npy", np.concatenate(indices))
-        os.replace(tmp, self.path / f"{which}.npy")
+        sources = []
+        for r in range(world):
+            index = np.load(self._part(which, r, ".index.npy"))
+            if len(index):
+                sources.append((index, np.load(self._part(which, r, ".npy"), mmap_mode="r")))
+        if base is not None and sources and base["rows"]:
+            sources.insert(0, (np.load(self.path / base["index"]), np.load(self.path / base["data"], mmap_mode="r")))
+        if base is None or sources:  # a retry where every image is still unreadable changes nothing
+            index = np.concatenate([i for i, _ in sources]) if sources else np.zeros(0, np.int64)
+            order = np.argsort(index, kind="stable")
+            shape = sources[0][1].shape[1:] if sources else (0,)
+            stem = f"{which}.{self.token}"
+            tmp = self.path / f".{stem}.npy.tmp"
+            out = open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(index), *shape))
+            _copy_in_order(out, sources, order)
+            out.flush()
+            del out, sources
+            np.save(self.path / f"{stem}.index.npy", index[order])
+            os.replace(tmp, self.path / f"{stem}.npy")
+            skipped = sorted(set(range(n)) - set(index.tolist()))
+            atomic_write_json(self.path / f"{which}.json", {
+                "split": which, "rows": len(index), "shape": list(shape), "level": self.level, "images": n, "list": digest,
+                "skipped": skipped, "data": f"{stem}.npy", "index": f"{stem}.index.npy"})
+            if base is not None:
+                for key in ("data", "index"):
+                    (self.path / base[key]).unlink(missing_ok=True)
         for r in range(world):
             for suffix in (".npy", ".index.npy"):
                 self._part(which, r, suffix).unlink(missing_ok=True)
-        atomic_write_json(self.path / f"{which}.json", {"split": which, "rows": total, "shape": list(shape), "level": self.level})
+
+
+def _copy_in_order(out: np.ndarray, sources: list[tuple[np.ndarray, np.ndarray]], order: np.ndarray) -> None:
+    """``out[k]`` = row ``order[k]`` of the sources' rows concatenated, a chunk at a time (sources may be memory-mapped)."""
+    if not sources:
+        return
+    source = np.concatenate([np.full(len(index), s) for s, (index, _) in enumerate(sources)])
+    row = np.concatenate([np.arange(len(index)) for index, _ in sources])
+    step = max(1, _COPY_BYTES // max(1, int(np.prod(out.shape[1:])) * 4))
+    for start in range(0, len(order), step):
+        chunk = order[start:start + step]
+        for s, (_, array) in enumerate(sources):
+            hit = np.flatnonzero(source[chunk] == s)
+            if len(hit):
+                out[start + hit] = array[row[chunk[hit]]]

@@ -78,6 +78,59 @@ def quick_subset(labels: list[int], per_class: int, seed: int) -> list[int]:
     return sorted(chosen)
 
 
+POSITIVE = (("train", "batch_size"), ("train", "epochs"), ("train", "reference_batch_size"), ("data", "samples_per_class"),
+            ("data", "image_size"), ("data", "resize"), ("data", "image_cache_side"), ("eval", "batch_size"))
+QUICK_POSITIVE = (("quick", "train_per_class"), ("quick", "eval_per_class"), ("quick", "epochs"), ("quick", "max_steps"))
+
+
+def autocast_dtype(choice: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.precision`` on ``device`` (None: fp32, no autocast)."""
+    if choice not in ("auto", "fp32", "bf16"):
+        raise OltrError(f"train.precision {choice!r} is not known; expected auto, fp32 or bf16")
+    if choice == "bf16" or (choice == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def check_settings(cfg: dict[str, Any], quick: bool, device: torch.device) -> None:
+    """The checks of single config values: counts that must be positive, the precision, the schedule."""
+    for path in POSITIVE + (QUICK_POSITIVE if quick else ()):
+        value = cfg[path[0]][path[1]]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise OltrError(f"{'.'.join(path)} must be a positive integer, found {value!r}")
+    workers = cfg["data"]["workers"]
+    if not isinstance(workers, int) or workers < 0:
+        raise OltrError(f"data.workers must be 0 (load in the main process) or more, found {workers!r}")
+    autocast_dtype(cfg["train"]["precision"], device)
+    schedule.check(cfg["train"]["scheduler"])
+
+
+def validate_config(cfg: dict[str, Any], split: SplitDir, *, quick: bool = False, device: torch.device | None = None) -> None:
+    """Fail on a config this engine cannot run, before any run directory or stage-1 training exists.
+
+    Builds what the run would build from the config alone: the data pipelines, the sampler, the
+    backbone (with its weights file), the method with its ``params`` and its model, and runs the
+    model once on a ``data.image_size`` input (a DME attention sized for another
+    ``model.input_size`` fails here). Reads no image and no list but the split's manifest.
+    """
+    device = device or torch.device("cpu")
+    check_settings(cfg, quick, device)
+    data = cfg["data"]
+    build_pipeline(data, train=True)
+    build_pipeline(data, train=False)
+    backbone = build_backbone(cfg["model"])
+    method = METHODS.get(cfg["method"])(cfg["params"], DatasetInfo(split.num_classes, tuple(split.train_counts), backbone.feat_dim))
+    make_stream(data["sampler"] or method.sampler, [0], int(data["samples_per_class"]), 0)
+    model = method.build_model(backbone).eval()
+    size = int(data["image_size"])
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size))
+    except Exception as exc:  # noqa: BLE001 - any failure here is a model that cannot take the configured input
+        raise OltrError(f"the {cfg['method']} model cannot take data.image_size={size} inputs (model.input_size="
+                        f"{cfg['model']['input_size']}): {type(exc).__name__}: {exc}. Set both to the same size") from None
+
+
 @dataclass
 class Phase:
     """Wall-clock timer for the manifest's per-phase times."""
@@ -122,6 +175,7 @@ class Engine:
         self._echo = echo or tqdm.write
         self.phase = Phase()
         self.method_cls = METHODS.get(cfg["method"])
+        check_settings(cfg, quick, self.device)
         seed_everything(int(cfg["seed"]))
         train = cfg["train"]
         self.backbone = build_backbone(cfg["model"])
@@ -131,12 +185,11 @@ class Engine:
         self.channels_last = bool(train["channels_last"])
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.amp_dtype = self._precision(train["precision"])
-        schedule.check(train["scheduler"])
+        self.amp_dtype = autocast_dtype(train["precision"], self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
         self.sampler_kind = cfg["data"]["sampler"] or self.method.sampler
-        self._subsets = self._quick_subsets() if quick else {}
+        self._subsets: dict[str, list[int]] = {}  # --quick: each split's chosen list positions, picked on first use
         self._datasets: dict[tuple[str, bool], ListDataset] = {}
         self.features: FeatureCache | None = None
         self.feature_cache_info: dict[str, Any] = {}
@@ -146,27 +199,23 @@ class Engine:
         self._tensorboard = None
 
     # -- setup -----------------------------------------------------------------------------
-    def _precision(self, choice: str) -> torch.dtype | None:
-        if choice not in ("auto", "fp32", "bf16"):
-            raise OltrError(f"train.precision {choice!r} is not known; expected auto, fp32 or bf16")
-        if choice == "bf16" or (choice == "auto" and self.device.type == "cuda"):
-            return torch.bfloat16
-        return None
-
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None)
 
-    def _quick_subsets(self) -> dict[str, list[int]]:
-        q, seed = self.cfg["quick"], int(self.cfg["seed"])
-        subsets = {
-            "train": quick_subset(self.split.labels("train"), int(q["train_per_class"]), seed),
-            "val": quick_subset(self.split.labels("val"), int(q["eval_per_class"]), seed),
-            "test": quick_subset(self.split.labels("test"), int(q["eval_per_class"]), seed),
-        }
-        if self.split.has("open"):
-            n_open = len(self.split.entries("open"))
-            subsets["open"] = sorted(np.random.default_rng(seed).permutation(n_open)[: int(q["open_images"])].tolist())
-        return subsets
+    def _subset(self, which: str) -> list[int] | None:
+        """The list positions ``--quick`` uses of split ``which`` (None: the whole list). Picked when the
+        split is first used, so a quick run, too, reads the test and open lists only for the final evaluation."""
+        if not self.quick:
+            return None
+        if which not in self._subsets:
+            q, seed = self.cfg["quick"], int(self.cfg["seed"])
+            if which == "open":
+                n_open = len(self.split.entries("open"))
+                self._subsets[which] = sorted(np.random.default_rng(seed).permutation(n_open)[: int(q["open_images"])].tolist())
+            else:
+                per_class = q["train_per_class"] if which == "train" else q["eval_per_class"]
+                self._subsets[which] = quick_subset(self.split.labels(which), int(per_class), seed)
+        return self._subsets[which]
 
     def log(self, message: str) -> None:
         if self.dist.is_main:
@@ -178,14 +227,15 @@ class Engine:
 
     # -- data ------------------------------------------------------------------------------
     def num_samples(self, which: str) -> int:
-        return len(self._subsets[which]) if which in self._subsets else len(self.split.entries(which))
+        subset = self._subset(which)
+        return len(subset) if subset is not None else len(self.split.entries(which))
 
     def dataset(self, which: str, train: bool) -> ListDataset:
         key = (which, train)
         if key not in self._datasets:
             data = self.cfg["data"]
             reader = self._image_cache_reader(which) if data["image_cache"] else None
-            self._datasets[key] = ListDataset(self.split, which, build_pipeline(data, train), self._subsets.get(which),
+            self._datasets[key] = ListDataset(self.split, which, build_pipeline(data, train), self._subset(which),
                                               skip_corrupt=bool(data["skip_corrupt"]), reader=reader)
         return self._datasets[key]
 
@@ -193,11 +243,12 @@ class Engine:
         data = self.cfg["data"]
         side = int(data["image_cache_side"])
         entries = self.split.entries(which)
-        chosen = self._subsets.get(which, range(len(entries)))
-        paths = [entries[i][0] for i in chosen]
+        chosen = self._subset(which)
+        paths = [entries[i][0] for i in (range(len(entries)) if chosen is None else chosen)]
         root = self.split.root(which)
         path = image_cache.cache_dir(Path(data["image_cache"]), self.split.dataset, which, side, self.split.fingerprint, paths)
-        if not image_cache.is_complete(path):
+        # Rank 0 decides: ranks that saw the cache differently would take different collectives.
+        if not distributed.broadcast_object(self.dist, image_cache.is_complete(path) if self.dist.is_main else None):
             with self.phase("image_cache"):
                 bar = tqdm(total=-(-len(paths) // self.world_size), desc=f"image cache {which}", unit="img", disable=not self.progress)
                 skipped = image_cache.build_part(path, self.rank, self.world_size, make_reader(root, paths), len(paths), side,
@@ -311,24 +362,29 @@ class Engine:
         transform = {k: data[k] for k in ("pipeline", "image_size", "resize", "decode")}
         if data["image_cache"]:
             transform["image_cache_side"] = data["image_cache_side"]
-        key = cache_key(self.model, level, transform, self.split.fingerprint, self._subsets)
+        precision = "bf16" if self.amp_dtype is not None else "fp32"
+        quick = None
+        if self.quick:  # what the --quick subsets depend on
+            quick = {k: self.cfg["quick"][k] for k in ("train_per_class", "eval_per_class", "open_images")}
+            quick["seed"] = int(self.cfg["seed"])
+        key = cache_key(self.model, level, transform, precision, self.split.fingerprint, quick)
         base = self.stage1_dir if self.stage1_dir is not None else self.run_dir
         token = distributed.broadcast_object(self.dist, f"{os.getpid()}-{time.time_ns()}")
         self.features = FeatureCache(base / "feature_cache" / key, level, self.dist, token)
         self.feature_cache_info = {"used": True, "level": level, "path": str(self.features.path.resolve()),
-                                   "dtype": "float32", "batchnorm": BATCHNORM_NOTE}
+                                   "dtype": "float32", "computed_in": "bf16 autocast" if self.amp_dtype is not None else "fp32",
+                                   "batchnorm": BATCHNORM_NOTE}
 
     def _cache(self, which: str) -> dict[str, Any]:
+        """The cached outputs of split ``which``; images an earlier build skipped as unreadable are read
+        again (:meth:`FeatureCache.get`): they fail the run, are skipped and counted, or join the cache."""
         dataset = self.dataset(which, train=False)
-        n = len(dataset)
-        per = -(-n // self.world_size)
-        mine = list(range(self.rank * per, min(n, (self.rank + 1) * per)))
 
         @torch.no_grad()
-        def compute():
+        def compute(positions):
             self.model.eval()
             bs = int(self.cfg["eval"]["batch_size"])
-            batches = [[(i, 0) for i in mine[s:s + bs]] for s in range(0, len(mine), bs)]
+            batches = [[(i, 0) for i in positions[s:s + bs]] for s in range(0, len(positions), bs)]
             frozen = self.model.backbone.feature_map if self.features.level == "map" else self.model.backbone
             for batch in tqdm(self._loader(dataset, batches), desc=f"caching {which} features", leave=False,
                               disable=not self.progress, unit="batch"):
@@ -339,13 +395,16 @@ class Engine:
                     yield out.float().cpu().numpy(), batch.index.numpy()
 
         with self.phase("feature_cache"):
-            data = self.features.get(which, len(mine), compute)
+            data = self.features.get(which, dataset.paths, compute)
         self.feature_cache_info.setdefault("reused", {})[which] = self.features.reused[which]
+        self.feature_cache_info.setdefault("skipped", {})[which] = len(data["skipped"])
         return data
 
     @torch.no_grad()
     def _cached_outputs(self, which: str) -> dict[str, torch.Tensor]:
         data = self._cache(which)
+        if not len(data["index"]):
+            raise OltrError(f"every image of the {which} split was skipped as unreadable; nothing to evaluate")
         labels = torch.tensor(self.dataset(which, train=False).labels)
         self.model.eval()
         bs = int(self.cfg["eval"]["batch_size"])
@@ -364,14 +423,21 @@ class Engine:
         return result
 
     def _cached_train_batches(self, batches: list[list[tuple[int, int]]]):
-        """Training batches from the cache: (inputs, labels) of each batch's rows (skipped images dropped)."""
+        """Training batches from the cache: (inputs, labels) of each batch's rows (with --skip-corrupt,
+        images skipped as unreadable are dropped; they were counted when the cache was read)."""
         data = self._cache("train")
-        labels = np.asarray(self.dataset("train", train=False).labels)
+        dataset = self.dataset("train", train=False)
+        labels = np.asarray(dataset.labels)
         row_of = np.full(self.num_samples("train"), -1, dtype=np.int64)
         row_of[data["index"]] = np.arange(len(data["index"]))
+        skip = bool(self.cfg["data"]["skip_corrupt"])
         for batch in batches:
             idx = np.asarray([i for i, _ in batch], dtype=np.int64)
             rows = row_of[idx]
+            if not skip and (rows < 0).any():
+                missing = dataset.root / dataset.paths[int(idx[rows < 0][0])]
+                raise OltrError(f"the feature cache {self.features.path} has no row for training image {missing}; "
+                                "delete that folder to rebuild it, or pass --skip-corrupt to train without the image")
             idx = idx[rows >= 0]
             rows = rows[rows >= 0]
             yield Batch(torch.from_numpy(np.asarray(data["inputs"][rows])), torch.from_numpy(labels[idx]),
@@ -667,7 +733,7 @@ class Engine:
             "seeds": {"train": int(cfg["seed"]), "split": self.split.manifest.get("source", {}).get("seed")},
             "data": {"pipeline": cfg["data"]["pipeline"], "decode": cfg["data"]["decode"], "image_cache": cfg["data"]["image_cache"],
                      "skip_corrupt": bool(cfg["data"]["skip_corrupt"])},
-            "model": rundir.model_cost(self.model, int(cfg["model"]["input_size"]), self.device),
+            "model": rundir.model_cost(self.model, int(cfg["data"]["image_size"]), self.device),  # the size the network sees
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 
