@@ -51,6 +51,9 @@ def manifest(run_dir: Path) -> dict:
     ("plain", "train.epochs=0", "train.epochs must be a positive integer, found 0"),
     ("plain", "data.samples_per_class=0", "data.samples_per_class must be a positive integer, found 0"),
     ("plain", "train.scheduler.step_size=0", "train.scheduler.step_size must be at least 1, found 0"),
+    # Evaluation settings are only used after training: a typo must not cost the whole run.
+    ("plain", "eval.protocol=oltr2019", "unknown protocol 'oltr2019'; expected one of: oltr, oltr-2019, oltr-code"),
+    ("plain", "eval.open_threshold=7", r"eval.open_threshold must be in \[0, 1\] \(τ on the known score\), found 7.0"),
     # DME's attention is sized for model.input_size (16 here): 8-pixel images fail before stage 1 trains.
     ("dme", "data.image_size=8", r"the dme model cannot take data.image_size=8 inputs \(model.input_size=16\)"),
 ])
@@ -58,6 +61,13 @@ def test_bad_configs_fail_before_any_training_or_run_directory(tiny, tmp_path, m
     with pytest.raises(OltrError, match=message):
         run(tiny, tmp_path, method, override)
     assert not (tmp_path / "tiny").exists()  # no stage-1 run trained, no run directory left behind
+
+
+def test_an_output_folder_that_cannot_be_created_is_a_clear_error(tiny, tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(OltrError, match=r"--out .*file/x: cannot create the run directory .* \(Not a directory\); "
+                                        "expected a writable folder"):
+        run(tiny, tmp_path / "file" / "x", "plain")
 
 
 def test_a_bad_config_is_a_one_line_cli_error(tiny, tmp_path, monkeypatch):

@@ -94,6 +94,16 @@ def test_threshold_and_protocol_are_recorded_and_used(split, tmp_path):
     assert r["groups"] == {"many": 2, "medium": 0, "few": 2} and r["metrics"]["medium"] is None
 
 
+def test_threshold_outside_the_max_softmax_range_is_refused_unless_the_file_has_its_own_score(split, tmp_path):
+    arrays = good_arrays(split)
+    for tau in (2.0, -0.5):
+        check_error(split, tmp_path, arrays, f"--threshold: found {tau!r}; the known score of this file is the max softmax "
+                                             "probability, in [0, 1]", threshold=tau)
+    # A lab's own known_score may live on any scale: τ = 2 is then a real threshold.
+    scored = {**arrays, "known_score": np.linspace(0.0, 4.0, len(arrays["ids"]))}
+    assert evaluate_file(save(tmp_path / "k.npz", scored), split, threshold=2.0)["open_threshold"] == 2.0
+
+
 def test_row_order_does_not_change_the_results(split, tmp_path):
     arrays = good_arrays(split)
     rng = np.random.default_rng(0)

@@ -313,3 +313,14 @@ def test_report_cli_local_paths(cli, tmp_path):
     assert str(run) not in page.read_text() and f"runs/toy_lt/plain/{run.name}" in page.read_text()
     (page,) = (tmp_path / "local" / "toy_lt").glob("run-*/index.html")
     assert str(run) in page.read_text()
+
+
+def test_methods_overview_shows_no_gap_for_a_quick_run(tmp_path):
+    """A --quick run's numbers are not a result: no Δ beside it (the comparison page drops it too)."""
+    from oltr_bench.report.overview import methods_overview
+
+    make_run(tmp_path / "runs", method="plain", partial=True, metrics={"top1": 0.01, "few": 0.0, "open_f1": 0.0})
+    make_entry(tmp_path / "lb", "toy-plain", method="plain", metrics={"top1": 0.4, "few": 0.25, "open_f1": 0.3})
+    overview = methods_overview(build_rows(collect([tmp_path / "runs"], leaderboard_dirs=[tmp_path / "lb"])))
+    quick = overview.cell("plain", 0)
+    assert quick.row.partial and quick.gaps == {}

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from oltr_bench import __version__
+from oltr_bench.errors import OltrError
 from oltr_bench.utils.io import atomic_write_json, atomic_write_text
 
 RUN_FORMAT = "oltr-bench-run/1"
@@ -35,7 +36,11 @@ def new_run_dir(runs_root: Path, dataset: str, method: str, config_hash: str) ->
     while path.exists():
         n += 1
         path = base / f"{stamp}-{config_hash[:8]}-{n}"
-    path.mkdir(parents=True)
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise OltrError(f"--out {runs_root}: cannot create the run directory {path} ({exc.strerror}); "
+                        "expected a writable folder") from None
     return path
 
 

@@ -51,6 +51,7 @@ from oltr_bench.engine.features import BATCHNORM_NOTE, FeatureCache, cache_key
 from oltr_bench.engine.method import DatasetInfo, Method, MethodModel
 from oltr_bench.errors import OltrError
 from oltr_bench.metrics.evaluate import evaluate, write_results
+from oltr_bench.metrics.protocols import get_protocol
 from oltr_bench.metrics.predictions import Predictions, write_predictions
 from oltr_bench.models.backbones import PRETRAINED_BY_PROTOCOL, build_backbone
 from oltr_bench.registry import METHODS
@@ -103,6 +104,10 @@ def check_settings(cfg: dict[str, Any], quick: bool, device: torch.device) -> No
         raise OltrError(f"data.workers must be 0 (load in the main process) or more, found {workers!r}")
     autocast_dtype(cfg["train"]["precision"], device)
     schedule.check(cfg["train"]["scheduler"])
+    get_protocol(cfg["eval"]["protocol"])
+    threshold = cfg["eval"]["open_threshold"]
+    if not 0.0 <= float(threshold) <= 1.0:  # the engine's methods score known-ness in [0, 1] (max p, 1 - P(unknown))
+        raise OltrError(f"eval.open_threshold must be in [0, 1] (τ on the known score), found {threshold!r}")
 
 
 def validate_config(cfg: dict[str, Any], split: SplitDir, *, quick: bool = False, device: torch.device | None = None) -> None:

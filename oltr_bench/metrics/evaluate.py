@@ -37,6 +37,9 @@ def evaluate(
     proto = get_protocol(protocol)
     if not math.isfinite(float(threshold)):
         raise OltrError(f"--threshold: found {threshold!r}; expected a finite number (τ on the known score)")
+    if preds.known_score is None and preds.pred is None and not 0.0 <= float(threshold) <= 1.0:
+        raise OltrError(f"--threshold: found {threshold!r}; the known score of this file is the max softmax probability, "
+                        "in [0, 1], so every sample would be accepted or rejected; expected 0 <= τ <= 1")
     rows, labels = align(preds, split, which, partial=partial)
     # Per-row reductions run in file order (no copy of the [N, C] scores); the vectors are then
     # put in the split's order, so the results do not depend on the order of the file's rows.

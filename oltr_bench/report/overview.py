@@ -97,7 +97,8 @@ def methods_overview(rows: Sequence[Row]) -> Overview:
             published_keys = dict(groups[published].keys)
             group.gap_keys = [(k, t) for k, t in group.keys if k in published_keys]
             for method, cell in cells[key].items():
-                if method in cells[published]:
+                # A --quick run's numbers are not a result: no gap, as on the comparison page.
+                if method in cells[published] and not cell.row.partial and not cells[published][method].row.partial:
                     cell.gaps = _gaps(cell.row, cells[published][method].row, [k for k, _ in group.gap_keys])
     listed = list(groups)
     overview_cells = {(method, listed.index(key)): cell for key, shown in cells.items() for method, cell in shown.items()}
