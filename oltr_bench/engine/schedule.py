@@ -2,7 +2,8 @@
 
 - ``step``: ``StepLR(step_size, gamma)``, the schedule of every OLTR stage (research/oltr.md §3.2).
 - ``cosine``: ``CosineAnnealingLR(T_max=train.epochs, eta_min)``, the ``coslr`` schedule of the
-  classifier-balancing (cRT, LWS, τ-norm's representation) and BALMS (Balanced Softmax) configs.
+  classifier-balancing (cRT, LWS) and BALMS (Balanced Softmax) configs; logit adjustment, whose
+  official code is CIFAR-only, takes Balanced Softmax's.
 
 ``step_at`` places the step in the epoch as the official code does:
 
@@ -21,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..errors import OltrError
+from oltr_bench.errors import OltrError
 
 SCHEDULES = ("step", "cosine")
 STEP_AT = ("epoch_end", "epoch_start")
