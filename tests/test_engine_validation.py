@@ -12,7 +12,7 @@ from oltr_bench.config import resolve_config
 from oltr_bench.engine.method import Method
 from oltr_bench.engine.runner import find_stage1, run_method, stage1_overrides
 from oltr_bench.errors import OltrError
-from oltr_bench.models.backbones import build_backbone
+from oltr_bench.models.backbones import PRETRAINED_BY_PROTOCOL, build_backbone
 from oltr_bench.registry import METHODS
 from tests.tiny_data import TINY, make_tiny_split, tiny_config
 
@@ -51,6 +51,7 @@ def manifest(run_dir: Path) -> dict:
     ("plain", "train.epochs=0", "train.epochs must be a positive integer, found 0"),
     ("plain", "data.samples_per_class=0", "data.samples_per_class must be a positive integer, found 0"),
     ("plain", "train.scheduler.step_size=0", "train.scheduler.step_size must be at least 1, found 0"),
+    ("plain", "quick.open_images=-1", "quick.open_images must be a positive integer, found -1"),
     # Evaluation settings are only used after training: a typo must not cost the whole run.
     ("plain", "eval.protocol=oltr2019", "unknown protocol 'oltr2019'; expected one of: oltr, oltr-2019, oltr-code"),
     ("plain", "eval.open_threshold=7", r"eval.open_threshold must be in \[0, 1\] \(τ on the known score\), found 7.0"),
@@ -83,15 +84,22 @@ def test_a_bad_config_is_a_one_line_cli_error(tiny, tmp_path, monkeypatch):
     assert not (tmp_path / "tiny").exists()
 
 
-def test_stage1_lookup_ignores_weights_the_stage2_command_did_not_set(tiny, tmp_path):
+def test_stage1_lookup_and_weights_the_stage2_command_did_not_set(tiny, tmp_path, monkeypatch):
     weights = tmp_path / "glyphnet.pt"
     torch.save(build_backbone(tiny_config()["model"]).body.state_dict(), weights)
     with_weights = run(tiny, tmp_path, "plain", f"model.weights={weights}", base=STAGE1)
-    without = run(tiny, tmp_path, "plain", base=STAGE1)  # newer, but the run that had weights is preferred
+    without = run(tiny, tmp_path, "plain", base=STAGE1)
+    # glyphnet trains from scratch by protocol: a pretrained stage 1 must not stand in for it.
     messages: list[str] = []
+    stage2 = run(tiny, tmp_path, "_after_plain", messages=messages)
+    assert manifest(stage2)["stage1_run"] == str(without.resolve())
+    # Where the protocol starts from pretrained weights (Places-LT's ResNet-152), the stage-1 run that had
+    # them matches a stage-2 command that does not repeat --set model.weights, and is preferred.
+    monkeypatch.setitem(PRETRAINED_BY_PROTOCOL, "glyphnet", "test: pretrained by protocol")
     stage2 = run(tiny, tmp_path, "_after_plain", messages=messages)
     assert manifest(stage2)["stage1_run"] == str(with_weights.resolve()) and len(list((tmp_path / "tiny" / "plain").iterdir())) == 2
     assert f"_after_plain starts from plain run {with_weights}" in messages
+    monkeypatch.undo()
 
     # Weights the stage-2 command names must match; the message says how the newest candidate differs.
     expected = resolve_config("plain", "tiny", {}, [*STAGE1, f"model.weights={tmp_path / 'other.pt'}"])
@@ -116,3 +124,20 @@ def test_stage1_inherits_lr_scaling_and_the_speed_only_settings():
 def test_macs_are_counted_at_the_image_size_the_network_sees(tiny, tmp_path):
     cost = manifest(run(tiny, tmp_path, "plain", "model.input_size=32"))["model"]  # the images are 16 x 16 (data.image_size)
     assert cost["input"] == [3, 16, 16] and cost["macs_per_image"] == 16 * 16 * 8 * 27 + 8 * 8 * 16 * 72 + 16 * 6
+
+
+def test_runs_written_before_a_config_key_existed_still_match(tiny, tmp_path):
+    """A key added to the defaults later (train.scheduler.name, ...) takes its default value in older runs."""
+    import yaml
+
+    stage1 = run(tiny, tmp_path, "plain", base=STAGE1)
+    cfg = yaml.safe_load((stage1 / "config.yaml").read_text())
+    for key in ("name", "eta_min", "step_at"):
+        del cfg["train"]["scheduler"][key]
+    (stage1 / "config.yaml").write_text(yaml.safe_dump(cfg))
+    messages: list[str] = []
+    stage2 = run(tiny, tmp_path, "_after_plain", messages=messages)
+    assert manifest(stage2)["stage1_run"] == str(stage1.resolve())
+    # A real difference still counts: the same run is not taken for a cosine stage 1.
+    expected = resolve_config("plain", "tiny", {}, [*STAGE1, "train.scheduler.name=cosine"])
+    assert find_stage1(tmp_path, tiny, "plain", expected, quick=True)[0] is None

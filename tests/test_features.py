@@ -53,6 +53,21 @@ def fake_compute(unreadable: set[int], calls: list[list[int]]):
     return compute
 
 
+def test_files_left_by_crashed_builds_are_removed_once_stale(tmp_path):
+    """A build that crashed after writing its rows leaves multi-GB files no json names: they go once a day old."""
+    FeatureCache(tmp_path, "features", Dist(), token="a").get("train", PATHS, fake_compute(set(), []))
+    crashed = [tmp_path / "train.crashed.npy", tmp_path / "train.crashed.index.npy", tmp_path / ".train.crashed.part0-of-1.npy"]
+    running = tmp_path / ".train.running.part0-of-1.npy"  # another process building right now
+    for file in [*crashed, running]:
+        file.write_bytes(b"x")
+    day_old = os.stat(tmp_path / "train.json").st_mtime - 25 * 3600
+    for file in [*crashed, tmp_path / "train.a.npy", tmp_path / "train.a.index.npy"]:
+        os.utime(file, (day_old, day_old))
+    data = FeatureCache(tmp_path, "features", Dist(), token="b").get("train", PATHS, fake_compute(set(), []))
+    assert data["index"].tolist() == [0, 1, 2, 3, 4]  # the named (old) build is kept and used
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".train.running.part0-of-1.npy", "train.a.index.npy", "train.a.npy", "train.json"]
+
+
 def test_skipped_rows_are_recorded_and_read_again(tmp_path):
     calls: list[list[int]] = []
     cache = FeatureCache(tmp_path, "features", Dist(), token="a")

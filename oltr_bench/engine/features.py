@@ -21,6 +21,8 @@ last and names the rows' files (``<split>.<build>.npy`` and ``<split>.<build>.in
 list they belong to, and the list positions of images skipped as unreadable (``--skip-corrupt``).
 Those are tried again whenever the cache is used: an image repaired since joins the cache, one
 still unreadable fails the run or is skipped and counted again, exactly as without a cache.
+Files no ``<split>.json`` names (from a build that crashed or lost a race with another run) are
+deleted once they are a day old, when the cache is next used.
 
 Under torchrun rank 0 reads the metadata and broadcasts it, so every rank takes the same path
 (build, retry or load) through the collectives.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -51,6 +54,7 @@ BATCHNORM_NOTE = (
 )
 FORMAT = 2  # in the key: caches of format 1 did not record skipped images and are never reused
 _COPY_BYTES = 256 * 2**20  # rows moved per chunk when a split's files are merged
+STALE_SECONDS = 24 * 3600  # unnamed cache files older than this are removed (a build takes far less)
 
 Compute = Callable[[Sequence[int]], Iterable[tuple[np.ndarray, np.ndarray]]]
 
@@ -96,6 +100,8 @@ class FeatureCache:
         """
         if which not in self._loaded:
             digest = list_digest(paths)
+            if self.dist.is_main:
+                self._remove_stale(which)
             meta = self._shared_meta(which, digest)
             if meta is None:
                 self._build(which, range(len(paths)), compute, len(paths), digest, None)
@@ -109,6 +115,23 @@ class FeatureCache:
             inputs = np.load(self.path / meta["data"], mmap_mode="r" if self.level == "map" else None)
             self._loaded[which] = {"inputs": inputs, "index": np.load(self.path / meta["index"]), "skipped": meta["skipped"]}
         return self._loaded[which]
+
+    def _remove_stale(self, which: str) -> None:
+        """Delete files of ``which`` that no ``<split>.json`` names and that are older than
+        :data:`STALE_SECONDS`: left by a build that crashed or lost a race, or replaced by a retry.
+        The age spares the files of a build still running in another process."""
+        try:
+            named = json.loads((self.path / f"{which}.json").read_text(encoding="utf-8"))
+            keep = {named.get("data"), named.get("index")}
+        except (OSError, json.JSONDecodeError, AttributeError):
+            keep = set()
+        now = time.time()
+        for file in [*self.path.glob(f"{which}.*.npy"), *self.path.glob(f".{which}.*")]:
+            try:
+                if file.name not in keep and now - file.stat().st_mtime > STALE_SECONDS:
+                    file.unlink()
+            except FileNotFoundError:  # removed meanwhile by another run
+                pass
 
     def _shared_meta(self, which: str, digest: str) -> dict[str, Any] | None:
         """Rank 0's reading of ``<split>.json`` (None: absent, unreadable or for another list), on every rank."""
@@ -132,9 +155,8 @@ class FeatureCache:
                base: dict[str, Any] | None) -> None:
         """Compute ``positions`` (each rank a contiguous share) and merge them with ``base``'s rows."""
         self.path.mkdir(parents=True, exist_ok=True)
-        positions = list(positions)
         per = -(-len(positions) // self.dist.world_size)
-        mine = positions[self.dist.rank * per:(self.dist.rank + 1) * per]
+        mine = list(positions[self.dist.rank * per:(self.dist.rank + 1) * per])  # only this rank's share as a list
         out, at, found = None, 0, []
         for values, pos in compute(mine):
             if out is None:
@@ -173,7 +195,9 @@ class FeatureCache:
             del out, sources
             np.save(self.path / f"{stem}.index.npy", index[order])
             os.replace(tmp, self.path / f"{stem}.npy")
-            skipped = sorted(set(range(n)) - set(index.tolist()))
+            missing = np.ones(n, dtype=bool)  # a mask, not Python sets: MS1M-LT lists have millions of positions
+            missing[index] = False
+            skipped = np.flatnonzero(missing).tolist()
             atomic_write_json(self.path / f"{which}.json", {
                 "split": which, "rows": len(index), "shape": list(shape), "level": self.level, "images": n, "list": digest,
                 "skipped": skipped, "data": f"{stem}.npy", "index": f"{stem}.index.npy"})

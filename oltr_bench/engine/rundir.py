@@ -118,9 +118,25 @@ NEUTRAL_KEYS = (("data", "workers"), ("eval", "batch_size"), ("log",))
 """Config keys that change speed or logging, never results: ignored when matching stage-1 runs
 and when ``--resume`` looks for the run to continue."""
 
+def _fill_missing(node: dict[str, Any], defaults: dict[str, Any]) -> None:
+    for key, value in defaults.items():
+        if key not in node:
+            node[key] = copy.deepcopy(value)
+        elif isinstance(node[key], dict) and isinstance(value, dict):
+            _fill_missing(node[key], value)
+
+
 def comparable(cfg: dict[str, Any]) -> dict[str, Any]:
-    """``cfg`` without :data:`NEUTRAL_KEYS`."""
+    """``cfg`` without :data:`NEUTRAL_KEYS`, with keys added to the defaults since it was written
+    filled in with their default values (a run written before ``train.scheduler.name`` existed
+    trained with the default ``step``, so it still matches a config that says so)."""
+    from oltr_bench.config import configs_dir, read_yaml
+    from oltr_bench.registry import METHODS
+
     out = copy.deepcopy(cfg)
+    _fill_missing(out, read_yaml(configs_dir() / "defaults.yaml"))
+    if isinstance(out.get("params"), dict) and out.get("method") in METHODS.names():
+        _fill_missing(out["params"], METHODS.get(out["method"]).defaults)
     for path in NEUTRAL_KEYS:
         node = out
         for key in path[:-1]:

@@ -12,10 +12,12 @@ sampler, the global batch and the numerics keys of ``train``, ``lr_scaling``, an
 speed-only ``eval.batch_size`` and ``log.*``; a stage's schedule, learning rates and ``params``
 are its own), ignoring keys that cannot change results
 (:data:`~oltr_bench.engine.rundir.NEUTRAL_KEYS`). So a stage-2 run never silently starts from a stage-1 run trained with
-another schedule. ``model.weights`` counts only when the stage-2 command sets it: stage 2
-overwrites the backbone with stage 1's weights anyway, and Places-LT's stage 1 needs
+another schedule. For a backbone the protocol starts from pretrained weights (ResNet-152,
+Places-LT) ``model.weights`` counts only when the stage-2 command sets it: stage 2 overwrites
+the backbone with stage 1's weights anyway, and Places-LT's stage 1 needs
 ``--set model.weights=PATH`` that ``run --method dme`` should not have to repeat (a run that had
-weights is preferred). If there is none, that stage-1 run is trained first, and the message
+weights is preferred). Elsewhere it must match, so a from-scratch protocol never silently starts
+from a pretrained stage 1. If there is none, that stage-1 run is trained first, and the message
 names the keys in which the newest candidate differs. A stage-2 config
 may differ from its stage-1 config (DME adds ``fc_add``), so stage-1 runs are matched against
 the stage-1 method's own config, never the stage-2 one.
@@ -36,6 +38,7 @@ from oltr_bench.engine import distributed, rundir
 from oltr_bench.engine.distributed import Dist, pick_device
 from oltr_bench.engine.trainer import Engine, validate_config
 from oltr_bench.errors import OltrError
+from oltr_bench.models.backbones import PRETRAINED_BY_PROTOCOL
 from oltr_bench.registry import METHODS
 from oltr_bench.splits.format import SplitDir
 
@@ -157,8 +160,12 @@ def _decide(method: str, cfg: dict[str, Any], split: SplitDir, runs_root: Path, 
     if stage1 is not None:
         return {"action": "new", "stage1_dir": check_stage1_dir(Path(stage1), split, method_cls.init_from, echo)}
     shared = stage1_overrides(overrides)
+    # Only where the protocol starts the backbone from pretrained weights (Places-LT's ResNet-152) may
+    # a stage-1 run given --set model.weights=PATH stand in for a command that does not repeat it:
+    # elsewhere a pretrained stage 1 would silently change the protocol.
     weights_set = any(parse_override(text)[0] == list(_WEIGHTS) for text in overrides)
-    found, why = find_stage1(runs_root, split, method_cls.init_from, stage1_cfg, quick, match_weights=weights_set)
+    relax = not weights_set and stage1_cfg["model"]["backbone"] in PRETRAINED_BY_PROTOCOL
+    found, why = find_stage1(runs_root, split, method_cls.init_from, stage1_cfg, quick, match_weights=not relax)
     if found is not None:
         echo(f"{method} starts from {method_cls.init_from} run {found}")
         return {"action": "new", "stage1_dir": found}

@@ -81,7 +81,8 @@ def quick_subset(labels: list[int], per_class: int, seed: int) -> list[int]:
 
 POSITIVE = (("train", "batch_size"), ("train", "epochs"), ("train", "reference_batch_size"), ("data", "samples_per_class"),
             ("data", "image_size"), ("data", "resize"), ("data", "image_cache_side"), ("eval", "batch_size"))
-QUICK_POSITIVE = (("quick", "train_per_class"), ("quick", "eval_per_class"), ("quick", "epochs"), ("quick", "max_steps"))
+QUICK_POSITIVE = (("quick", "train_per_class"), ("quick", "eval_per_class"), ("quick", "open_images"), ("quick", "epochs"),
+                  ("quick", "max_steps"))
 
 
 def autocast_dtype(choice: str, device: torch.device) -> torch.dtype | None:
