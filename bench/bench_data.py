@@ -75,7 +75,7 @@ def main() -> None:
         cache = Path(tmp) / "cache"
         image_cache.build_part(cache, 0, 1, reader, len(files), 256, workers=0, skip_corrupt=False)
         image_cache.write_meta(cache, len(files), 256, 1, {})
-        cached_reader = image_cache.ImageCacheReader(cache, [f"{i}.jpg" for i in range(len(files))], Path(tmp))
+        cached_reader = image_cache.ImageCacheReader(cache, [f"{i}.jpg" for i in range(len(files))], Path(tmp), reader)
         cached = [cached_reader(i) for i in range(len(files))]
 
     cfg = {"image_size": 224, "resize": 256, "decode": "cpu"}

@@ -255,12 +255,30 @@ def test_image_cache_round_trip_and_parity_eval_is_unchanged(tmp_path):
     for rank in range(2):  # two ranks' parts
         assert image_cache.build_part(cache, rank, 2, reader, len(paths), 48, workers=0, skip_corrupt=False) == []
     image_cache.write_meta(cache, len(paths), 48, 2, {})
-    cached = image_cache.ImageCacheReader(cache, paths, tmp_path / "img")
+    cached = image_cache.ImageCacheReader(cache, paths, tmp_path / "img", reader)
     eval_parity = ParityPipeline({"image_size": 40, "resize": 48, "decode": "cpu"}, train=False)
     for i in range(len(paths)):
         expected = np.asarray(image_cache.resize_shorter(reader(i).pil(), 48))
         assert np.array_equal(cached(i).array, expected) and cached(i).path == str(tmp_path / "img" / paths[i])
         assert torch.equal(eval_parity.sample(cached(i), 0)[0], eval_parity.sample(reader(i), 0)[0])
+
+
+def test_image_cache_reads_an_image_skipped_at_build_time_from_its_file(tmp_path):
+    """Unreadable when the cache was built: still unreadable fails with its path; repaired, it is used."""
+    good = jpeg(80, 60, seed=0, quality=90)
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "0.jpg").write_bytes(good)
+    (tmp_path / "img" / "1.jpg").write_bytes(good[:100])  # truncated
+    paths = ["0.jpg", "1.jpg"]
+    reader = make_reader(tmp_path / "img", paths)
+    cache = tmp_path / "cache"
+    assert image_cache.build_part(cache, 0, 1, reader, 2, 48, workers=0, skip_corrupt=True) == [str(tmp_path / "img" / "1.jpg")]
+    image_cache.write_meta(cache, 2, 48, 1, {})
+    cached = image_cache.ImageCacheReader(cache, paths, tmp_path / "img", reader)
+    with pytest.raises(UnreadableImage, match=r"1\.jpg"):
+        cached(1).pil()
+    (tmp_path / "img" / "1.jpg").write_bytes(good)  # repaired
+    assert np.array_equal(cached(1).array, np.asarray(image_cache.resize_shorter(reader(0).pil(), 48)))
 
 
 def test_engine_builds_and_reuses_the_image_cache(tiny, tmp_path):

@@ -12,7 +12,8 @@ crops larger than 256 pixels lose resolution before being resized to 224 — a s
 that the run manifest records.
 
 Layout: ``DIR/<dataset>-<split>-<side>-<key>/`` holds ``part-<r>.u8`` and ``part-<r>.idx.npy``
-(offset, height, width per image; height 0 marks an unreadable image when skipping) written by
+(offset, height, width per image; height 0 marks an image unreadable when the cache was built,
+which is then read from its file whenever it is used) written by
 rank ``r`` of the building run for its contiguous share of the list, and ``meta.json``, written
 last, which makes the cache valid.
 """
@@ -117,15 +118,21 @@ def is_complete(path: Path) -> bool:
 
 
 class ImageCacheReader:
-    """Reads a complete cache: image ``i`` is a view into the memory-mapped part that holds it."""
+    """Reads a complete cache: image ``i`` is a view into the memory-mapped part that holds it.
 
-    def __init__(self, path: Path, paths: Sequence[str], root: Path):
+    An image that was unreadable when the cache was built is read from ``original`` (and resized
+    as the cache would have): once repaired it is used again; still broken, it fails or is
+    skipped as it would be without a cache.
+    """
+
+    def __init__(self, path: Path, paths: Sequence[str], root: Path, original: Reader):
         meta = json.loads((Path(path) / "meta.json").read_text(encoding="utf-8"))
         self.path, self.parts, self.n = Path(path), int(meta["parts"]), int(meta["images"])
         if self.n != len(paths):
             raise ValueError(f"image cache {path} holds {self.n} images, the list {len(paths)}")
         self.per = -(-self.n // self.parts)
         self.names = [str(Path(root) / p) for p in paths]
+        self.side, self.original = int(meta["side"]), original
         self._maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def _part(self, r: int) -> tuple[np.ndarray, np.ndarray]:
@@ -143,6 +150,6 @@ class ImageCacheReader:
         index, data = self._part(i // self.per)
         offset, h, w = index[i % self.per]
         if h == 0:
-            raise UnreadableImage(self.names[i], "could not be decoded when the image cache was built")
+            return RawImage(self.names[i], array=np.asarray(resize_shorter(self.original(i).pil(), self.side)))
         return RawImage(self.names[i], array=np.array(data[offset:offset + h * w * 3]).reshape(h, w, 3))
 

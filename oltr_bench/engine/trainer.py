@@ -271,7 +271,7 @@ class Engine:
             "note": f"images read pre-resized to a shorter side of at most {side} px: training crops larger than that "
                     "lose resolution before their final resize (evaluation at Resize(side) is unchanged)",
         }
-        return image_cache.ImageCacheReader(path, paths, root)
+        return image_cache.ImageCacheReader(path, paths, root, make_reader(root, paths))
 
     def _note_skipped(self, paths: list[str]) -> None:
         for path in paths:
