@@ -52,6 +52,9 @@ def manifest(run_dir: Path) -> dict:
     ("plain", "data.samples_per_class=0", "data.samples_per_class must be a positive integer, found 0"),
     ("plain", "train.scheduler.step_size=0", "train.scheduler.step_size must be at least 1, found 0"),
     ("plain", "quick.open_images=-1", "quick.open_images must be a positive integer, found -1"),
+    # The stage-2 model must be one the stage-1 checkpoint can initialise (feat_dim is stage 2's own).
+    ("dme", "model.feat_dim=8", "dme initialises its hallucinator from the stage-1 classifier, which takes 16-d features, "
+                                "but this model's direct feature is 8-d; set model.feat_dim to 16"),
     # Evaluation settings are only used after training: a typo must not cost the whole run.
     ("plain", "eval.protocol=oltr2019", "unknown protocol 'oltr2019'; expected one of: oltr, oltr-2019, oltr-code"),
     ("plain", "eval.open_threshold=7", r"eval.open_threshold must be in \[0, 1\] \(τ on the known score\), found 7.0"),

@@ -201,13 +201,16 @@ def run_method(
     _, note = dataset_config(split.dataset, method)
     if note:
         say(f"note: {note}")
-    validate_config(cfg, split, quick=quick, device=dist.device)
+    stage2, model = validate_config(cfg, split, quick=quick, device=dist.device)
     stage1_cfg = None
     if method_cls.stage == 2 and method_cls.init_from and stage1 is None:
-        # The stage-1 run this may train: a bad shared override fails now, not after stage 1 trained.
+        # The stage-1 run this may train: a bad shared override fails now, not after stage 1 trained,
+        # and so does a stage-2 model that its checkpoint could not initialise (e.g. dme with another
+        # model.feat_dim than the stage-1 classifier's input).
         stage1_cfg = resolve_config(method_cls.init_from, split.dataset, METHODS.get(method_cls.init_from).defaults,
                                     stage1_overrides(overrides))
-        validate_config(stage1_cfg, split, quick=quick, device=dist.device)
+        _, stage1_model = validate_config(stage1_cfg, split, quick=quick, device=dist.device)
+        stage2.load_stage1(model, stage1_model.state_dict())
     decision = _decide(method, cfg, split, runs_root, quick, resume, stage1, overrides, stage1_cfg, say) if dist.is_main else None
     decision = distributed.broadcast_object(dist, decision)
     if decision["action"] == "done":

@@ -111,13 +111,15 @@ def check_settings(cfg: dict[str, Any], quick: bool, device: torch.device) -> No
         raise OltrError(f"eval.open_threshold must be in [0, 1] (τ on the known score), found {threshold!r}")
 
 
-def validate_config(cfg: dict[str, Any], split: SplitDir, *, quick: bool = False, device: torch.device | None = None) -> None:
+def validate_config(cfg: dict[str, Any], split: SplitDir, *, quick: bool = False,
+                    device: torch.device | None = None) -> tuple[Method, MethodModel]:
     """Fail on a config this engine cannot run, before any run directory or stage-1 training exists.
 
     Builds what the run would build from the config alone: the data pipelines, the sampler, the
     backbone (with its weights file), the method with its ``params`` and its model, and runs the
     model once on a ``data.image_size`` input (a DME attention sized for another
     ``model.input_size`` fails here). Reads no image and no list but the split's manifest.
+    Returns the method and its freshly initialised model.
     """
     device = device or torch.device("cpu")
     check_settings(cfg, quick, device)
@@ -135,6 +137,7 @@ def validate_config(cfg: dict[str, Any], split: SplitDir, *, quick: bool = False
     except Exception as exc:  # noqa: BLE001 - any failure here is a model that cannot take the configured input
         raise OltrError(f"the {cfg['method']} model cannot take data.image_size={size} inputs (model.input_size="
                         f"{cfg['model']['input_size']}): {type(exc).__name__}: {exc}. Set both to the same size") from None
+    return method, model
 
 
 @dataclass
