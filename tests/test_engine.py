@@ -453,3 +453,9 @@ def test_frozen_body_dme_trains_attention_on_cached_maps(tiny, tmp_path):
     # Without fc_add nothing in the backbone trains, but the attention after the map does: still maps.
     no_fc = run(tiny, tmp_path, "dme", "model.feat_dim=null", "params.freeze_backbone=true", quick=True)
     assert json.loads((no_fc / "manifest.json").read_text())["feature_cache"]["level"] == "map"
+
+
+def test_a_quick_run_trains_the_first_epoch_of_the_configured_schedule(tiny, tmp_path):
+    run_dir = run(tiny, tmp_path, "plain", "train.epochs=4", *COSINE_AT_START, quick=True)
+    (epoch,) = records(run_dir, "epoch")  # quick.epochs = 1
+    assert epoch["lr"][0] == pytest.approx(0.05 * (1 + np.cos(np.pi / 4)) / 2, abs=1e-15)  # not cosine over 1 epoch (0)

@@ -558,7 +558,8 @@ class Engine:
     def train(self, plan: dict[str, int], lr: dict[str, float], factor: float) -> dict[str, Any]:
         epochs, steps, batch = plan["epochs"], plan["steps_per_epoch"], plan["batch_size"]
         seed = int(self.cfg["seed"])
-        optimizers, schedulers = self._optimizers(lr, factor, epochs)
+        # The configured length, also in --quick: a quick run trains the first epochs of the real schedule.
+        optimizers, schedulers = self._optimizers(lr, factor, int(self.cfg["train"]["epochs"]))
         self._setup_feature_cache()
         if self.dist.enabled and self.cfg["train"]["sync_bn"]:
             distributed.convert_sync_batchnorm(self.model, self.device)
