@@ -117,6 +117,19 @@ def test_lr_scales_linearly_with_the_global_batch(tiny, tmp_path):
     assert "lr scaling is off" in manifest["warnings"][0]
 
 
+def _crash_on_step(step_to_fail: int):
+    """A ``Method.loss`` that raises on its ``step_to_fail``-th call (1-based), as an interrupted run would."""
+    calls = []
+
+    def loss(self, outputs, targets, model):
+        calls.append(1)
+        if len(calls) == step_to_fail:
+            raise KeyboardInterrupt("simulated crash")
+        return Method.loss(self, outputs, targets, model)
+
+    return loss
+
+
 def _crash_at(epoch_to_fail: int):
     def on_epoch_start(self, epoch):
         if epoch == epoch_to_fail:
@@ -170,15 +183,8 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tiny, tmp_path, monkey
 
 def test_resume_of_a_run_that_crashed_in_its_first_epoch_starts_over(tiny, tmp_path, monkeypatch):
     straight = run(tiny, tmp_path / "a", "plain", "train.epochs=2")
-    plain_cls, calls = METHODS.get("plain"), []
-
-    def crash_on_third_step(self, outputs, targets, model):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt("simulated crash")
-        return Method.loss(self, outputs, targets, model)
-
-    monkeypatch.setattr(plain_cls, "loss", crash_on_third_step, raising=False)
+    plain_cls = METHODS.get("plain")
+    monkeypatch.setattr(plain_cls, "loss", _crash_on_step(3), raising=False)
     with pytest.raises(KeyboardInterrupt):
         run(tiny, tmp_path / "b", "plain", "train.epochs=2")
     monkeypatch.undo()
@@ -411,15 +417,8 @@ def test_augmentation_seeds_change_from_epoch_to_epoch():
 
 
 def test_resume_reaches_an_interrupted_stage1_and_ignores_speed_only_keys(tiny, tmp_path, monkeypatch):
-    plain_cls, calls = METHODS.get("plain"), []
-
-    def crash_on_second_step(self, outputs, targets, model):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt("simulated crash")
-        return Method.loss(self, outputs, targets, model)
-
-    monkeypatch.setattr(plain_cls, "loss", crash_on_second_step, raising=False)
+    plain_cls = METHODS.get("plain")
+    monkeypatch.setattr(plain_cls, "loss", _crash_on_step(2), raising=False)
     with pytest.raises(KeyboardInterrupt):
         run(tiny, tmp_path, "_probe", quick=True)  # trains its stage-1 plain run first, which crashes
     monkeypatch.undo()
