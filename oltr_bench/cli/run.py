@@ -49,9 +49,12 @@ def resolve_split_dir(dataset: str | None, splits: Path | None):
 @click.option("--skip-corrupt", is_flag=True, help="Skip unreadable images and count them in the manifest (default: fail naming the file).")
 @click.option("--tensorboard", is_flag=True,
               help="Also log to <run>/tensorboard (needs the tensorboard package, which is not installed by default).")
+@click.option("--allow-unsafe-checkpoints", is_flag=True,
+              help="UNSAFE: also load checkpoints that need full unpickling, which can run code from the file (format 1, "
+                   "written by oltr-bench before checkpoints became weights-only). Only for checkpoints you made yourself.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def run_cmd(method, dataset, splits, out, overrides, quick, resume, stage1, no_lr_scaling, device, skip_corrupt, tensorboard,
-            no_progress) -> None:
+            allow_unsafe_checkpoints, no_progress) -> None:
     """Train and evaluate a method; prints the run directory.
 
     The run directory holds the resolved config.yaml, manifest.json, train_log.jsonl,
@@ -81,6 +84,7 @@ def run_cmd(method, dataset, splits, out, overrides, quick, resume, stage1, no_l
         run_dir = run_method(
             method, split, runs_root=out or runs_root(), overrides=[*overrides, *extra], quick=quick, resume=resume,
             progress=not no_progress, stage1=stage1, dist=dist, echo=lambda m: click.echo(m, err=True),
+            allow_unsafe_checkpoints=allow_unsafe_checkpoints,
         )
     finally:
         distributed.teardown(dist)

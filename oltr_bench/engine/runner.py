@@ -186,12 +186,14 @@ def run_method(
     resume: bool = False,
     dist: Dist | None = None,
     echo: Callable[[str], None] = print,
+    allow_unsafe_checkpoints: bool = False,
 ) -> Path:
     """Train and evaluate ``method`` on ``split``; return the run directory (on every rank).
 
     A stage-2 method starts from ``stage1`` if given, else from the matching stage-1 run (see the
     module docstring), which is trained first if none exists. ``resume`` continues the newest
     unfinished run of this method with the same config (or returns it if it already completed).
+    ``allow_unsafe_checkpoints`` lets checkpoints that need full unpickling (format 1) load.
     """
     dist = dist or Dist(device=pick_device())
     say = echo if dist.is_main else (lambda message: None)
@@ -219,7 +221,8 @@ def run_method(
     stage1_dir = decision.get("stage1_dir")
     if "train_stage1" in decision:
         stage1_dir = run_method(method_cls.init_from, split, runs_root=runs_root, overrides=decision["train_stage1"],
-                                quick=quick, progress=progress, resume=resume, dist=dist, echo=echo)
+                                quick=quick, progress=progress, resume=resume, dist=dist, echo=echo,
+                                allow_unsafe_checkpoints=allow_unsafe_checkpoints)
     if decision["action"] == "resume":
         run_dir = decision["run_dir"]
     else:
@@ -227,5 +230,5 @@ def run_method(
         run_dir = distributed.broadcast_object(dist, run_dir)
     say(f"{method}: run directory {run_dir}")
     Engine(cfg, split, run_dir, quick=quick, stage1_dir=stage1_dir, progress=progress, dist=dist,
-           resume=decision["action"] == "resume", echo=say).run()
+           resume=decision["action"] == "resume", echo=say, allow_unsafe_checkpoints=allow_unsafe_checkpoints).run()
     return run_dir

@@ -170,6 +170,7 @@ class Engine:
         dist: Dist | None = None,
         resume: bool = False,
         echo: Callable[[str], None] | None = None,
+        allow_unsafe_checkpoints: bool = False,
     ):
         self.cfg = cfg
         self.split = split
@@ -181,6 +182,7 @@ class Engine:
         self.rank, self.world_size = self.dist.rank, self.dist.world_size
         self.progress = progress and self.dist.is_main
         self.resume = resume
+        self.allow_unsafe_checkpoints = allow_unsafe_checkpoints
         self._echo = echo or tqdm.write
         self.phase = Phase()
         self.method_cls = METHODS.get(cfg["method"])
@@ -537,7 +539,7 @@ class Engine:
                                                                  "method": self.method.state_dict(), **payload})
 
     def _load_model_state(self, path: Path) -> dict[str, Any]:
-        state = checkpoint.load(path, self.device)
+        state = checkpoint.load(path, self.device, allow_unsafe=self.allow_unsafe_checkpoints)
         self.model.load_state_dict(state["model"])
         self.method.load_state_dict(state.get("method", {}))
         return state
@@ -546,7 +548,7 @@ class Engine:
         """Copy the stage-1 checkpoint into the model; the manifest's summary of what was copied."""
         if self.stage1_dir is None:
             return None
-        state = checkpoint.load(self.stage1_dir / "checkpoints" / "best.pt")
+        state = checkpoint.load(self.stage1_dir / "checkpoints" / "best.pt", allow_unsafe=self.allow_unsafe_checkpoints)
         report = self.method.load_stage1(self.model, state["model"])
         return {"copied": len(report["copied"]), "fresh": report["fresh"], "ignored": report["ignored"]}
 
@@ -567,7 +569,7 @@ class Engine:
         stream = make_stream(self.sampler_kind, train_set.labels, int(self.cfg["data"]["samples_per_class"]), seed)
         best, start_epoch = {"epoch": 0, "val_top1": -math.inf}, 0
         last = self.run_dir / "checkpoints" / "last.pt"
-        resume_state = checkpoint.load(last) if self.resume and last.is_file() else None
+        resume_state = checkpoint.load(last, allow_unsafe=self.allow_unsafe_checkpoints) if self.resume and last.is_file() else None
         if resume_state is None:
             if self.resume and self.dist.is_main:
                 rundir.truncate_log(self.run_dir / "train_log.jsonl", 0)  # crashed during its first epoch: start over
