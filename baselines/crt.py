@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from oltr_bench.engine.method import Method
+from oltr_bench.method import Method
 from oltr_bench.registry import METHODS
 
 

@@ -92,7 +92,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from oltr_bench.engine.method import DatasetInfo, EngineContext, Method, MethodModel
+from oltr_bench.method import DatasetInfo, EngineContext, Method, MethodModel
 from oltr_bench.errors import OltrError
 from oltr_bench.models.attention import ATTENTION_INITS, ModulatedAttention
 from oltr_bench.models.functional import at_least_float32, class_means, safe_sqrt, squared_distances
@@ -222,10 +222,6 @@ class DMEModel(MethodModel):
         return self.head(self.direct_feature(x, start), targets)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)
-
-
 @METHODS.register("dme")
 class DME(Method):
     """OLTR dynamic meta-embedding: modulated attention, centroid memory, reachability, cos-norm classifier."""
@@ -305,10 +301,9 @@ class DME(Method):
         return renamed
 
     def param_groups(self, model: MethodModel, lr: dict[str, float]) -> list[dict[str, Any]]:
-        m = _unwrap(model)
-        in_head = {id(p) for p in m.head.parameters()}
-        features = [p for p in m.parameters() if p.requires_grad and id(p) not in in_head]
-        classifier = [p for n, p in m.head.named_parameters() if p.requires_grad and n != "centroids"]
+        in_head = {id(p) for p in model.head.parameters()}
+        features = [p for p in model.parameters() if p.requires_grad and id(p) not in in_head]
+        classifier = [p for n, p in model.head.named_parameters() if p.requires_grad and n != "centroids"]
         groups = [
             {"params": features, "lr": lr["features"], "name": "features"},
             {"params": classifier, "lr": lr["classifier"], "name": "classifier"},
@@ -319,7 +314,7 @@ class DME(Method):
         p = self.params
         return [
             torch.optim.SGD(
-                [_unwrap(model).head.centroids],
+                [model.head.centroids],
                 lr=float(p["centroid_lr"]),
                 momentum=float(p["centroid_momentum"]),
                 weight_decay=float(p["centroid_weight_decay"]),
@@ -328,7 +323,7 @@ class DME(Method):
 
     def on_train_start(self, ctx: EngineContext) -> None:
         train = ctx.outputs("train")
-        head = _unwrap(ctx.model).head
+        head = ctx.model.head
         with torch.no_grad():
             head.centroids.copy_(class_means(train["features"].double(), train["labels"], self.info.num_classes))
         empty = int((torch.bincount(train["labels"], minlength=self.info.num_classes) == 0).sum())
@@ -339,7 +334,7 @@ class DME(Method):
         self, outputs: dict[str, torch.Tensor], targets: torch.Tensor, model: MethodModel
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         p = self.params
-        centroids = _unwrap(model).head.centroids
+        centroids = model.head.centroids
         v = at_least_float32(outputs["features"])
         ce = F.cross_entropy(at_least_float32(outputs["logits"]), targets)
         counts = torch.bincount(targets, minlength=self.info.num_classes).to(centroids)

@@ -80,10 +80,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from oltr_bench.engine.method import DatasetInfo, EngineContext, Method, MethodModel
+from oltr_bench.method import DatasetInfo, EngineContext, Method, MethodModel
 from oltr_bench.errors import OltrError
 from oltr_bench.models.functional import at_least_float32
 from oltr_bench.models.heads import NORMALIZE_EPS, ClassifierHead, CosineLinear
+from oltr_bench.protocols import MANY_THRESHOLD
 from oltr_bench.registry import METHODS
 
 QUICK_EPISODES = 4
@@ -171,7 +172,7 @@ class FSLwF(Method):
     defaults: dict[str, Any] = {
         "scale_cls": 10.0,
         "scale_att": 30.0,
-        "many_threshold": 100,
+        "many_threshold": MANY_THRESHOLD,
         "fake_novel_fraction": 0.643,
         "shots": 20,
         "test_per_novel": 6,
@@ -204,7 +205,7 @@ class FSLwF(Method):
         )
 
     def fit(self, ctx: EngineContext) -> None:
-        head: FewShotCosineHead = getattr(ctx.model, "module", ctx.model).head
+        head: FewShotCosineHead = ctx.model.head
         train = ctx.outputs("train")
         feats = train["features"].to(device=ctx.device, dtype=head.fc.weight.dtype)
         labels = train["labels"].to(ctx.device)

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from oltr_bench.engine.method import DatasetInfo, Method, MethodModel
+from oltr_bench.method import DatasetInfo, Method, MethodModel
 from oltr_bench.errors import OltrError
 from oltr_bench.models.functional import at_least_float32
 from oltr_bench.models.heads import NormedLinear

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from oltr_bench.engine.method import DatasetInfo, Method, MethodModel
+from oltr_bench.method import DatasetInfo, Method, MethodModel
 from oltr_bench.errors import OltrError
 from oltr_bench.models.functional import at_least_float32
 from oltr_bench.registry import METHODS

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from oltr_bench.baselines.logit_adjust import check_tau, log_adjusted_prior
-from oltr_bench.engine.method import DatasetInfo, Method
+from oltr_bench.method import DatasetInfo, Method
 from oltr_bench.registry import METHODS
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from oltr_bench.engine.method import Method
+from oltr_bench.method import Method
 from oltr_bench.registry import METHODS
 
 

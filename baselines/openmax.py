@@ -83,7 +83,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from oltr_bench.engine.method import DatasetInfo, EngineContext, Method
+from oltr_bench.method import DatasetInfo, EngineContext, Method
 from oltr_bench.errors import OltrError
 from oltr_bench.models.weibull import INVALID_SCORE, fit_high, weibull_cdf
 from oltr_bench.registry import METHODS

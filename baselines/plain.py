@@ -13,7 +13,7 @@ lr 0.1); ``use_fc=False`` for ImageNet-LT stage 1 (2019-12-19 change). Its check
 every stage-2 method starts from.
 """
 
-from oltr_bench.engine.method import Method
+from oltr_bench.method import Method
 from oltr_bench.registry import METHODS
 
 

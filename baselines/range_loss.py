@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from oltr_bench.engine.method import DatasetInfo, EngineContext, LinearHead, Method, MethodModel
+from oltr_bench.method import DatasetInfo, EngineContext, LinearHead, Method, MethodModel
 from oltr_bench.errors import OltrError
 from oltr_bench.models.functional import at_least_float32, class_means, safe_sqrt, squared_distances
 from oltr_bench.registry import METHODS
@@ -143,7 +143,7 @@ class RangeLoss(Method):
 
     def on_train_start(self, ctx: EngineContext) -> None:
         if self.params["oltr_compat"]:
-            head = getattr(ctx.model, "module", ctx.model).head
+            head = ctx.model.head
             train = ctx.outputs("train")
             head.centres.copy_(class_means(train["features"], train["labels"], self.info.num_classes))
 
@@ -153,7 +153,7 @@ class RangeLoss(Method):
         p = self.params
         ce = F.cross_entropy(at_least_float32(outputs["logits"]), targets)
         if p["oltr_compat"]:
-            centres = getattr(model, "module", model).head.centres
+            centres = model.head.centres
             intra, inter = range_loss_oltr(outputs["features"], targets, centres, float(p["margin"]))
         else:
             intra, inter = range_loss_paper(

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from oltr_bench.engine.method import DatasetInfo, EngineContext, Method
+from oltr_bench.method import DatasetInfo, EngineContext, Method
 from oltr_bench.errors import OltrError
 from oltr_bench.registry import METHODS
 
@@ -84,7 +84,7 @@ class TauNorm(Method):
         return TauNormHead(self.info.feat_dim, self.info.num_classes, self.tau)
 
     def fit(self, ctx: EngineContext) -> None:
-        head = getattr(ctx.model, "module", ctx.model).head
+        head = ctx.model.head
         if self.params["tune"]:
             val = ctx.outputs("val")
             weight = head.fc.weight.detach().to(device=val["features"].device, dtype=val["features"].dtype)

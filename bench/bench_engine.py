@@ -33,7 +33,7 @@ from oltr_bench.config import resolve_config
 from oltr_bench.data.lists import ListDataset, make_loader
 from oltr_bench.data.samplers import EpochBatches
 from oltr_bench.data.transforms import build_pipeline
-from oltr_bench.engine.method import LinearHead, MethodModel
+from oltr_bench.method import LinearHead, MethodModel
 from oltr_bench.engine.runner import run_method
 from oltr_bench.engine.trainer import Engine
 from oltr_bench.models.backbones import build_backbone

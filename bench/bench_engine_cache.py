@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from oltr_bench.engine.method import Method
+from oltr_bench.method import Method
 from oltr_bench.engine.runner import run_method
 from oltr_bench.registry import METHODS
 from oltr_bench.splits.format import write_split_dir

@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_data import imagenet_like_jpeg  # noqa: E402  (the same generated JPEGs as the data benchmark)
 
-from oltr_bench.engine.method import DatasetInfo, LinearHead, MethodModel  # noqa: E402
+from oltr_bench.method import DatasetInfo, LinearHead, MethodModel  # noqa: E402
 from oltr_bench.models.backbones import build_backbone  # noqa: E402
 
 TARGET_IN_MEMORY = 15_000

@@ -49,7 +49,7 @@ from oltr_bench.metrics import (
 )
 from oltr_bench.metrics.evaluate import evaluate
 from oltr_bench.metrics.predictions import load_predictions, write_predictions
-from oltr_bench.metrics.protocols import get_protocol
+from oltr_bench.protocols import get_protocol
 from oltr_bench.splits.format import load_split_dir, write_split_dir
 from oltr_bench.splits.profile import released_counts
 

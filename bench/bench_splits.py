@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from oltr_bench.data.recordio import IRHeader, RecordIOWriter, pack
+from oltr_bench.formats.recordio import IRHeader, RecordIOWriter, pack
 from oltr_bench.splits.imagenet import wnids
 
 TRAIN_IMAGES, VAL_PER_CLASS = 1_281_167, 50

@@ -106,4 +106,5 @@ class Registry:
 
 
 METHODS = Registry("method", "oltr_bench.methods", builtin_modules=("oltr_bench.baselines",))
-DATASETS = Registry("dataset", "oltr_bench.datasets", builtin_modules=("oltr_bench.splits.datasets",))
+DATASETS = Registry("dataset", "oltr_bench.datasets", builtin_modules=(
+    "oltr_bench.splits.datasets", "oltr_bench.splits.imagenet", "oltr_bench.splits.places", "oltr_bench.splits.ms1m"))

@@ -1,4 +1,5 @@
-"""Shared fixtures: the embedded split (built once per session) and a CLI runner."""
+"""Shared fixtures (the embedded split, built once per session, and a CLI runner), the ``slow``
+marker for everything under ``tests/e2e``, and the check that the package under test is this checkout."""
 
 from __future__ import annotations
 
@@ -9,6 +10,25 @@ from click.testing import CliRunner
 
 from oltr_bench.registry import DATASETS
 from oltr_bench.splits.format import load_split_dir
+from tests.checkout import ROOT, foreign_modules
+
+E2E = ROOT / "tests" / "e2e"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: trains models, starts processes or a browser (tests/e2e); "
+                                       "pytest -m 'not slow' leaves them out")
+    problems = foreign_modules()
+    if problems:
+        pytest.exit("the package under test is not this checkout (" + "; ".join(problems) + "); install it with "
+                    f"'pip install -e {ROOT}' in the environment that runs the tests", returncode=4)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        # Everything end to end, and whatever needs the rendered embedded benchmark (about 15 s to build).
+        if E2E in Path(str(item.fspath)).resolve().parents or "embedded_split" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import click
 
 from oltr_bench import __version__
 from oltr_bench.errors import OltrError
+from oltr_bench.log import setup as setup_logging
 
 
 class UserError(click.ClickException):
@@ -29,7 +30,9 @@ class Group(click.Group):
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="oltr-bench")
-def main() -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on standard error (progress bars stay, unless --no-progress).")
+@click.option("-v", "--verbose", is_flag=True, help="Also debug messages.")
+def main(quiet: bool, verbose: bool) -> None:
     """Benchmark splits, baselines and exact metrics for Open Long-Tailed Recognition.
 
     \b
@@ -42,7 +45,11 @@ def main() -> None:
       oltr-bench report oltr_work/runs --html site/
 
     Everything is written under ./oltr_work (or $OLTR_BENCH_HOME) unless --out says otherwise.
+    Messages go to standard error (-q: warnings only; -v: debug too); results and paths to standard output.
     """
+    if quiet and verbose:
+        raise UserError("give --quiet or --verbose, not both")
+    setup_logging(-1 if quiet else 1 if verbose else 0)
 
 
 def _register() -> None:

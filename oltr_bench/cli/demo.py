@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from oltr_bench.paths import report_dir, runs_root, splits_root
 from oltr_bench.registry import DATASETS
-from oltr_bench.splits.format import load_split_dir
+from oltr_bench.splits.format import SplitDir, load_split_dir
 from oltr_bench.utils.io import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 
 @click.command("demo")
@@ -34,17 +38,15 @@ def demo_cmd(methods, seed, quick) -> None:
     from oltr_bench.report.site import build_site
     from oltr_bench.report.tables import markdown_tables
     split_path = splits_root() / "embedded"
-    if (split_path / "manifest.json").is_file() and load_split_dir(split_path).manifest["source"].get("seed") == seed:
+    if SplitDir.exists(split_path) and load_split_dir(split_path).manifest["source"].get("seed") == seed:
         split = load_split_dir(split_path)
-        click.echo(f"using the embedded split in {split_path}", err=True)
+        log.info("using the embedded split in %s", split_path)
     else:
         split = DATASETS.get("embedded")().make_splits(splits_root(), seed=seed, overwrite=True, progress=True)
-        click.echo(f"embedded split written to {split.path}", err=True)
+        log.info("embedded split written to %s", split.path)
     run_dirs = []
     for method in methods:
-        run_dirs.append(run_method(
-            method, split, runs_root=runs_root(), overrides=[f"seed={seed}"], quick=quick, echo=lambda m: click.echo(m, err=True)
-        ))
+        run_dirs.append(run_method(method, split, runs_root=runs_root(), overrides=[f"seed={seed}"], quick=quick))
     rows = build_rows(collect(run_dirs, leaderboard_dirs=leaderboard_dirs()))
     report = report_dir() / "report.md"
     text = markdown_tables(rows_for_tables(rows))

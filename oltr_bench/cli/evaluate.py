@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 
 import click
 
-from oltr_bench.engine.rundir import RUN_FORMAT
+from oltr_bench.formats.rundir import RunDir
 from oltr_bench.errors import OltrError
-from oltr_bench.metrics.protocols import DEFAULT_THRESHOLD, PROTOCOLS
+from oltr_bench.metrics.keys import GROUP_TITLES, in_group
+from oltr_bench.protocols import DEFAULT_THRESHOLD, PROTOCOLS
 from oltr_bench.splits.format import load_split_dir
 
-SUMMARY_LINES = (
-    ("closed set", ("top1", "many", "medium", "few", "macro_f1", "ece")),
-    ("open set", ("open_top1", "open_many", "open_medium", "open_few", "open_f1")),
-    ("detection", ("auroc", "aupr_in", "aupr_out", "fpr95", "oscr")),
-    ("open samples", ("open_accept_rate", "open_absorbed_many", "open_absorbed_medium", "open_absorbed_few")),
-)
-
-
 def summary(metrics: dict) -> str:
-    """Every metric on four labelled lines (the table above it shows only the headline columns); – = undefined."""
+    """Every metric, one labelled line per group (the table above it shows only the headline columns); – = undefined."""
 
     def value(key: str) -> str:
         return "–" if metrics.get(key) is None else f"{metrics[key]:.3f}"
 
-    width = max(len(label) for label, _ in SUMMARY_LINES)
-    return "\n".join(
-        f"{label + ':':<{width + 1}}  " + "  ".join(f"{key} {value(key)}" for key in keys) for label, keys in SUMMARY_LINES
-    )
+    lines = [(title, in_group(group)) for group, title in GROUP_TITLES.items()]
+    width = max(len(title) for title, _ in lines)
+    return "\n".join(f"{title + ':':<{width + 1}}  " + "  ".join(f"{key} {value(key)}" for key in keys) for title, keys in lines)
+
+log = logging.getLogger(__name__)
 
 
 def _refuse_run_directory(default: Path) -> None:
@@ -38,17 +32,12 @@ def _refuse_run_directory(default: Path) -> None:
     A run's results.json is written last and marks it complete, so replacing it (or adding one
     to an unfinished run) would change what the run claims; --json says where on purpose.
     """
-    manifest = default.parent / "manifest.json"
-    try:
-        is_run = json.loads(manifest.read_text(encoding="utf-8")).get("format") == RUN_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return  # no manifest, or not one a run writes
-    if is_run:
+    if RunDir.holds_run(default.parent):
         what = "would replace that run's results.json" if default.exists() else "would mark that unfinished run complete"
         raise OltrError(
             f"the current folder {default.parent.resolve()} is a run directory (its manifest.json is a run manifest), and "
-            f"writing the default ./results.json {what}; pass --json PATH to write the results elsewhere "
-            "(or --json results.json to replace the run's on purpose)"
+            f"writing the default ./{RunDir.RESULTS} {what}; pass --json PATH to write the results elsewhere "
+            f"(or --json {RunDir.RESULTS} to replace the run's on purpose)"
         )
 
 
@@ -78,10 +67,11 @@ def evaluate_cmd(predictions, splits, protocol, threshold, which, method, partia
       oltr-bench evaluate --predictions run/predictions/test.npz --splits oltr_work/splits/embedded
       oltr-bench evaluate --predictions p.npz --splits DIR --method mine --protocol oltr-2019 --threshold 0.2 --json r.json
     """
-    from oltr_bench.metrics.evaluate import evaluate_file, write_results
+    from oltr_bench.formats.results import write_results
+    from oltr_bench.metrics.evaluate import evaluate_file
     from oltr_bench.report.tables import markdown
     if json_out is None:
-        json_out = Path("results.json")
+        json_out = Path(RunDir.RESULTS)
         _refuse_run_directory(json_out)
     split = load_split_dir(splits)
     results = evaluate_file(predictions, split, which=which, protocol=protocol, threshold=threshold, method=method, partial=partial)
@@ -89,7 +79,7 @@ def evaluate_cmd(predictions, splits, protocol, threshold, which, method, partia
     write_results(json_out, results)
     click.echo(markdown([{**results, "_path": str(json_out)}]))
     click.echo(summary(results["metrics"]))
-    click.echo(f"results written to {json_out}", err=True)
+    log.info("results written to %s", json_out)
 
 
 COMMANDS = (evaluate_cmd,)

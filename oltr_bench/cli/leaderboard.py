@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
 
+from oltr_bench import formats
 from oltr_bench.errors import OltrError
 from oltr_bench.report import entries as lb
-from oltr_bench.report.collect import load_run, read_json
+from oltr_bench.formats.jsonio import read_json
+from oltr_bench.formats.rundir import RunDir
+from oltr_bench.report.collect import load_run
+
+log = logging.getLogger(__name__)
 
 
 @click.group("leaderboard")
@@ -27,9 +33,10 @@ def leaderboard_cmd() -> None:
 
 def _results_file(path: Path) -> Path:
     if path.is_dir():
-        if not (path / "results.json").is_file():
-            raise OltrError(f"{path} has no results.json; expected a completed run directory (or its results.json)")
-        return path / "results.json"
+        run = RunDir(path)
+        if not run.results_file.is_file():
+            raise OltrError(f"{path} has no {RunDir.RESULTS}; expected a completed run directory (or its {RunDir.RESULTS})")
+        return run.results_file
     if not path.is_file():
         raise OltrError(f"{path} does not exist; expected a run directory, a results.json file or an entry JSON file")
     return path
@@ -78,7 +85,7 @@ def add_cmd(paths, root, name, method, backbone, pretraining, extra_data, epochs
                "epochs": epochs, "notes": notes, "code_url": code_url}
     paper = {k: v for k, v in (("title", paper_title), ("venue", venue), ("year", year), ("url", paper_url)) if v is not None}
     single = read_json(paths[0], "a leaderboard entry (SPEC.md §4) or a run's results.json") if len(paths) == 1 and paths[0].is_file() else {}
-    if str(single.get("format", "")).startswith(lb.ENTRY_PREFIX):
+    if formats.is_format(single.get("format"), formats.ENTRY):
         entry = entry_from_file(paths[0], single, options=options, paper=paper)
         why_not = ""
         default_slug = paths[0].stem
@@ -91,7 +98,7 @@ def add_cmd(paths, root, name, method, backbone, pretraining, extra_data, epochs
         default_slug = entry["name"]
     target = lb.write_entry(root, entry, lb.slugify(slug or default_slug))
     if entry["source"] == "reproduced":
-        click.echo("verified: yes" if entry["verified"] else f"verified: no ({why_not})", err=True)
+        log.info("verified: yes" if entry["verified"] else f"verified: no ({why_not})")
     click.echo(str(target))
 
 

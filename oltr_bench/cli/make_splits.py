@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
 
 from oltr_bench.errors import OltrError
 from oltr_bench.paths import splits_root
+from oltr_bench.protocols import PROTOCOLS
 from oltr_bench.registry import DATASETS
 from oltr_bench.splits.datasets import check_options
 from oltr_bench.splits.profile import PartialPareto, Profile, read_counts, shot_groups
 from oltr_bench.splits.spec import PROFILE_OPTIONS
+
+log = logging.getLogger(__name__)
 
 
 def _profile(alpha, max_count, min_count, counts, dataset: str) -> Profile | PartialPareto | None:
@@ -83,8 +87,8 @@ def make_splits_cmd(dataset, root, official, open_root, allow_missing, out, seed
     files = split.manifest["files"]
     counts_text = ", ".join(f"{k} {v['lines']:,}" for k, v in files.items())
     many, medium, few = shot_groups(split.train_counts)
-    click.echo(f"{split.dataset}: {split.num_classes:,} classes; {counts_text}; fingerprint {split.fingerprint[:16]}", err=True)
-    click.echo(f"train shape: {many}/{medium}/{few} classes with >100/20-100/<20 images", err=True)
+    log.info("%s: %s classes; %s; fingerprint %s", split.dataset, f"{split.num_classes:,}", counts_text, split.fingerprint[:16])
+    log.info("train shape: %d/%d/%d many/medium/few-shot classes (%s)", many, medium, few, PROTOCOLS["oltr"].rule)
     click.echo(str(split.path))
 
 

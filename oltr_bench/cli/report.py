@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
@@ -10,6 +11,8 @@ from oltr_bench.errors import OltrError
 from oltr_bench.paths import runs_root
 from oltr_bench.report.tables import FORMATS, render
 from oltr_bench.utils.io import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 
 @click.command("report")
@@ -58,12 +61,12 @@ def report_cmd(paths, fmt, output, html, percent, no_leaderboard, no_plots, loca
         text = render(rows_for_tables(rows), fmt, percent)
         if output:
             atomic_write_text(output, text)
-            click.echo(f"tables written to {output}", err=True)
+            log.info("tables written to %s", output)
         else:
             click.echo(text)
     if html:
         summary = build_site(rows, html, plots=not no_plots, progress=True, local_paths=local_paths)
-        click.echo(f"{summary.pages} pages, {summary.plots_drawn} plots drawn, {summary.plots_reused} reused", err=True)
+        log.info("%d pages, %d plots drawn, %d reused", summary.pages, summary.plots_drawn, summary.plots_reused)
         click.echo(f"site: {summary.index.resolve()}")
 
 

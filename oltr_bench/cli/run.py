@@ -9,7 +9,7 @@ import click
 from oltr_bench.errors import OltrError
 from oltr_bench.paths import runs_root, splits_root
 from oltr_bench.registry import DATASETS, METHODS
-from oltr_bench.splits.format import load_split_dir
+from oltr_bench.splits.format import SplitDir, load_split_dir
 
 
 def resolve_split_dir(dataset: str | None, splits: Path | None):
@@ -23,7 +23,7 @@ def resolve_split_dir(dataset: str | None, splits: Path | None):
             canonical = DATASETS.canonical(name)
             candidates.append(splits_root() / canonical)
         for candidate in candidates:
-            if (candidate / "manifest.json").is_file():
+            if SplitDir.exists(candidate):
                 return load_split_dir(candidate)
         hint = "oltr-bench make-splits" + ("" if name == "embedded" else f" --dataset {name} --root ...")
         raise OltrError(f"no split directory for dataset {name!r} under {splits_root()}; create it with '{hint}' or pass --splits DIR")
@@ -52,9 +52,12 @@ def resolve_split_dir(dataset: str | None, splits: Path | None):
 @click.option("--allow-unsafe-checkpoints", is_flag=True,
               help="UNSAFE: also load checkpoints that need full unpickling, which can run code from the file (format 1, "
                    "written by oltr-bench before checkpoints became weights-only). Only for checkpoints you made yourself.")
+@click.option("--print-config", is_flag=True,
+              help="Print the resolved config (every value with its meaning and the file or --set it came from) and exit; "
+                   "needs no split: --dataset names the config folder.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def run_cmd(method, dataset, splits, out, overrides, quick, resume, stage1, no_lr_scaling, device, skip_corrupt, tensorboard,
-            allow_unsafe_checkpoints, no_progress) -> None:
+            allow_unsafe_checkpoints, print_config, no_progress) -> None:
     """Train and evaluate a method; prints the run directory.
 
     The run directory holds the resolved config.yaml, manifest.json, train_log.jsonl,
@@ -71,20 +74,28 @@ def run_cmd(method, dataset, splits, out, overrides, quick, resume, stage1, no_l
       oltr-bench run --method dme --dataset imagenet_lt --set train.batch_size=256
       oltr-bench run --method plain --dataset imagenet_lt --resume
       torchrun --nproc_per_node 8 -m oltr_bench run --method plain --dataset imagenet_lt --set train.batch_size=1024
+      oltr-bench run --method dme --dataset imagenet_lt --print-config
     """
-    from oltr_bench.engine.runner import run_method
-    from oltr_bench.engine import distributed
-
-    METHODS.canonical(method)  # an unknown method fails before anything else
-    split = resolve_split_dir(dataset, splits)
+    method = METHODS.canonical(method)  # an unknown method fails before anything else
     extra = [*(["train.lr_scaling=false"] if no_lr_scaling else []), *(["data.skip_corrupt=true"] if skip_corrupt else []),
              *(["log.tensorboard=true"] if tensorboard else [])]
+    if print_config:
+        from oltr_bench.config import render, resolve
+
+        name = load_split_dir(splits).dataset if splits else DATASETS.canonical(dataset) if dataset in DATASETS else dataset or "embedded"
+        click.echo(render(resolve(method, name, METHODS.get(method).defaults, [*overrides, *extra])), nl=False)
+        return
+    from oltr_bench.engine import distributed
+    from oltr_bench.engine.runner import run_method
+    from oltr_bench.log import only_rank_zero
+
+    split = resolve_split_dir(dataset, splits)
     dist = distributed.setup(device)
+    only_rank_zero(dist.rank)
     try:
         run_dir = run_method(
             method, split, runs_root=out or runs_root(), overrides=[*overrides, *extra], quick=quick, resume=resume,
-            progress=not no_progress, stage1=stage1, dist=dist, echo=lambda m: click.echo(m, err=True),
-            allow_unsafe_checkpoints=allow_unsafe_checkpoints,
+            progress=not no_progress, stage1=stage1, dist=dist, allow_unsafe_checkpoints=allow_unsafe_checkpoints,
         )
     finally:
         distributed.teardown(dist)

@@ -31,11 +31,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from oltr_bench import formats
 from oltr_bench.data.images import RawImage, UnreadableImage
 from oltr_bench.data.lists import Reader
 from oltr_bench.utils.io import atomic_write_bytes, atomic_write_json
 
-FORMAT = "oltr-bench-image-cache/1"
 
 
 def cache_dir(base: Path, dataset: str, which: str, side: int, fingerprint: str, paths: Sequence[str]) -> Path:
@@ -110,7 +110,7 @@ def build_part(path: Path, rank: int, world_size: int, reader: Reader, n: int, s
 
 
 def write_meta(path: Path, n: int, side: int, world_size: int, source: dict[str, Any]) -> None:
-    atomic_write_json(path / "meta.json", {"format": FORMAT, "images": n, "side": side, "parts": world_size, **source})
+    atomic_write_json(path / "meta.json", {"format": formats.IMAGE_CACHE, "images": n, "side": side, "parts": world_size, **source})
 
 
 def is_complete(path: Path) -> bool:

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from oltr_bench.data.images import RawImage, UnreadableImage
 from oltr_bench.data.lists import register_reader
-from oltr_bench.data.recordio import REC_NAME, open_split_records, parse_record_path
+from oltr_bench.formats.recordio import REC_NAME, open_split_records, parse_record_path
 from oltr_bench.errors import OltrError
 
 

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from oltr_bench.config.schema import SAMPLERS, one_of
 from oltr_bench.errors import OltrError
 
 _MASK64 = (1 << 64) - 1
@@ -131,11 +132,11 @@ def _check_kind(kind: str, state: dict[str, Any]) -> None:
 
 
 def make_stream(kind: str, labels: Sequence[int], samples_per_class: int, seed: int):
+    """The stream of sampler ``kind`` (:data:`oltr_bench.config.schema.SAMPLERS`)."""
+    one_of(*SAMPLERS)("data.sampler", kind)
     if kind == "class_aware":
         return ClassAwareStream(labels, samples_per_class, seed)
-    if kind == "instance":
-        return InstanceStream(len(labels), seed)
-    raise OltrError(f"data.sampler {kind!r} is not known; expected 'instance' or 'class_aware'")
+    return InstanceStream(len(labels), seed)
 
 
 def sample_seeds(seed: int, start: int, n: int) -> np.ndarray:

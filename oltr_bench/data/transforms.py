@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +34,7 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
+from oltr_bench.config.schema import DECODERS, DataConfig, one_of
 from oltr_bench.data.images import RawImage, UndecodableItems, decode_jpeg
 from oltr_bench.errors import OltrError
 
@@ -43,7 +43,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 JITTER = 0.4  # ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0)
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale
 NO_AUX = torch.zeros(0)
-PIPELINES = ("parity", "fast", "embedded")
 
 
 # -- random parameters (shared by parity and fast) -----------------------------------------
@@ -89,10 +88,10 @@ class Pipeline:
 
     name = ""
 
-    def __init__(self, data_cfg: dict[str, Any], train: bool):
+    def __init__(self, data_cfg: DataConfig, train: bool):
         self.train = train
-        self.size = int(data_cfg["image_size"])
-        self.resize = int(data_cfg["resize"])
+        self.size = data_cfg.image_size
+        self.resize = data_cfg.resize
 
     def sample(self, image: RawImage, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, aux)`` for one image: the worker's output and what the batch step still needs."""
@@ -113,7 +112,7 @@ class ParityPipeline(Pipeline):
 
     name = "parity"
 
-    def __init__(self, data_cfg: dict[str, Any], train: bool):
+    def __init__(self, data_cfg: DataConfig, train: bool):
         super().__init__(data_cfg, train)
         self.normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
         self.eval_transform = T.Compose([T.Resize(self.resize), T.CenterCrop(self.size), T.ToTensor(), self.normalize])
@@ -139,11 +138,9 @@ class FastPipeline(Pipeline):
 
     name = "fast"
 
-    def __init__(self, data_cfg: dict[str, Any], train: bool):
+    def __init__(self, data_cfg: DataConfig, train: bool):
         super().__init__(data_cfg, train)
-        self.decode_on_device = data_cfg["decode"] == "device"
-        if data_cfg["decode"] not in ("cpu", "device"):
-            raise OltrError(f"data.decode {data_cfg['decode']!r} is not known; expected 'cpu' or 'device'")
+        self.decode_on_device = data_cfg.decode == "device"
         if self.decode_on_device and decode_jpeg is None:
             raise OltrError("data.decode=device needs torchvision.io.decode_jpeg, which this torchvision does not have; use data.decode=cpu")
 
@@ -270,7 +267,7 @@ class EmbeddedPipeline(Pipeline):
 
     name = "embedded"
 
-    def __init__(self, data_cfg: dict[str, Any], train: bool):
+    def __init__(self, data_cfg: DataConfig, train: bool):
         super().__init__(data_cfg, train)
         self.normalize = T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
         self.eval_transform = T.Compose([T.Resize(self.size), T.CenterCrop(self.size), T.ToTensor(), self.normalize])
@@ -285,9 +282,12 @@ class EmbeddedPipeline(Pipeline):
         return self.normalize(TF.to_tensor(TF.crop(img, top, left, self.size, self.size))), NO_AUX
 
 
-def build_pipeline(data_cfg: dict[str, Any], train: bool) -> Pipeline:
-    kinds = {"parity": ParityPipeline, "fast": FastPipeline, "embedded": EmbeddedPipeline}
-    pipeline = data_cfg["pipeline"]
-    if pipeline not in kinds:
-        raise OltrError(f"data.pipeline {pipeline!r} is not known; expected one of: {', '.join(PIPELINES)}")
-    return kinds[pipeline](data_cfg, train)
+PIPELINES: dict[str, type[Pipeline]] = {"parity": ParityPipeline, "fast": FastPipeline, "embedded": EmbeddedPipeline}
+"""The implementations of the ``data.pipeline`` names (:data:`oltr_bench.config.schema.PIPELINES`)."""
+
+
+def build_pipeline(data_cfg: DataConfig, train: bool) -> Pipeline:
+    """The train or evaluation pipeline of a (validated) ``data`` config section."""
+    one_of(*PIPELINES)("data.pipeline", data_cfg.pipeline)
+    one_of(*DECODERS)("data.decode", data_cfg.decode)
+    return PIPELINES[data_cfg.pipeline](data_cfg, train)

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from oltr_bench import formats
 from oltr_bench.errors import OltrError
 from oltr_bench.utils.io import atomic_write_bytes
 
-FORMAT = "oltr-bench-checkpoint/2"
 UNSAFE_FLAG = "--allow-unsafe-checkpoints"
 _ARRAY = "__ndarray__"
 
@@ -87,7 +87,7 @@ def cpu_state(module_state: dict[str, Any]) -> dict[str, Any]:
 
 def save(path: Path, payload: dict[str, Any]) -> None:
     buffer = io.BytesIO()
-    torch.save(encode({"format": FORMAT, **payload}), buffer)
+    torch.save(encode({"format": formats.CHECKPOINT, **payload}), buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 

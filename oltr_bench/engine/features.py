@@ -6,7 +6,7 @@ backbone forward pass and the image decoding. What is cached depends on what sti
 
 - ``features``: nothing before the head trains -> the feature vectors;
 - ``map``: only what follows the frozen body trains (``fc_add``; DME's attention on the map) ->
-  the body's last map (:meth:`~oltr_bench.engine.method.MethodModel.cache_level` decides).
+  the body's last map (:meth:`~oltr_bench.method.MethodModel.cache_level` decides).
 
 Protocol difference, recorded in the run manifest (:data:`BATCHNORM_NOTE`): cached outputs are
 computed with the backbone in eval mode (BatchNorm running statistics) and the evaluation
@@ -41,10 +41,14 @@ import numpy as np
 import torch
 from numpy.lib.format import open_memmap
 
+from oltr_bench import formats
+from oltr_bench.data.lists import Batch
 from oltr_bench.engine import distributed
 from oltr_bench.engine.distributed import Dist
-from oltr_bench.engine.method import MethodModel
+from oltr_bench.engine.inference import infer
 from oltr_bench.errors import OltrError
+from oltr_bench.formats.rundir import RunDir
+from oltr_bench.method import MethodModel
 from oltr_bench.utils.io import atomic_write_json
 
 BATCHNORM_NOTE = (
@@ -52,7 +56,6 @@ BATCHNORM_NOTE = (
     "statistics) and the evaluation transform (one centre crop, no augmentation); the official code keeps the "
     "frozen backbone in train mode (batch statistics, running statistics still updating) and augments every epoch"
 )
-FORMAT = 2  # in the key: caches of format 1 did not record skipped images and are never reused
 _COPY_BYTES = 256 * 2**20  # rows moved per chunk when a split's files are merged
 STALE_SECONDS = 24 * 3600  # unnamed cache files older than this are removed (a build takes far less)
 
@@ -63,7 +66,7 @@ def cache_key(model: MethodModel, level: str, transform: dict[str, Any], precisi
               quick: dict[str, Any] | None) -> str:
     """Hash of the frozen weights, the level, the evaluation transform, the autocast precision
     (bf16 and fp32 outputs differ), the split and the ``--quick`` subset settings."""
-    settings = {"format": FORMAT, "level": level, "transform": transform, "precision": precision, "fingerprint": fingerprint,
+    settings = {"format": formats.FEATURE_CACHE_VERSION, "level": level, "transform": transform, "precision": precision, "fingerprint": fingerprint,
                 "quick": quick}
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     frozen = model.backbone.body if level == "map" else model.backbone
@@ -222,3 +225,111 @@ def _copy_in_order(out: np.ndarray, sources: list[tuple[np.ndarray, np.ndarray]]
             hit = np.flatnonzero(source[chunk] == s)
             if len(hit):
                 out[start + hit] = array[row[chunk[hit]]]
+
+
+class CachedInputs:
+    """The feature cache as a frozen-backbone run uses it: set up for the run, then the cached
+    outputs of a split through the trainable rest of the model, and cached training batches."""
+
+    def __init__(self, engine: Any, cache: FeatureCache):
+        self.engine = engine
+        self.cache = cache
+        self.level = cache.level
+
+    @classmethod
+    def setup(cls, engine: Any) -> "CachedInputs | None":
+        """The cache for ``engine``'s frozen-backbone method if the config allows and something is frozen
+        (None otherwise); ``engine.feature_cache_info`` records the decision for the manifest."""
+        if not engine.method.frozen_backbone:
+            return None
+        level = engine.model.cache_level()
+        if not engine.cfg.train.feature_cache or level is None:
+            reason = "train.feature_cache is false" if level else "backbone body parameters train"
+            engine.feature_cache_info = {"used": False, "reason": reason,
+                                         "batchnorm": "train mode for the frozen backbone, as the official code"}
+            return None
+        data = engine.cfg.data
+        transform = {"pipeline": data.pipeline, "image_size": data.image_size, "resize": data.resize, "decode": data.decode}
+        if data.image_cache:
+            transform["image_cache_side"] = data.image_cache_side
+        precision = "bf16" if engine.amp_dtype is not None else "fp32"
+        quick = None
+        if engine.quick:  # what the --quick subsets depend on
+            q = engine.cfg.quick
+            quick = {"train_per_class": q.train_per_class, "eval_per_class": q.eval_per_class, "open_images": q.open_images,
+                     "seed": engine.cfg.seed}
+        key = cache_key(engine.model, level, transform, precision, engine.split.fingerprint, quick)
+        base = RunDir(engine.stage1_dir) if engine.stage1_dir is not None else engine.rundir
+        token = distributed.broadcast_object(engine.dist, f"{os.getpid()}-{time.time_ns()}")
+        cache = FeatureCache(base.feature_cache / key, level, engine.dist, token)
+        engine.feature_cache_info = {"used": True, "level": level, "path": str(cache.path.resolve()),
+                                     "dtype": "float32", "computed_in": "bf16 autocast" if engine.amp_dtype is not None else "fp32",
+                                     "batchnorm": BATCHNORM_NOTE}
+        return cls(engine, cache)
+
+    def split(self, which: str) -> dict[str, Any]:
+        """The cached frozen outputs of split ``which``; images an earlier build skipped as unreadable are
+        read again (:meth:`FeatureCache.get`): they fail the run, are skipped and counted, or join the cache."""
+        engine = self.engine
+        dataset = engine.data.dataset(which, train=False)
+        frozen = engine.model.backbone.feature_map if self.level == "map" else engine.model.backbone
+
+        def compute(positions):
+            engine.model.eval()
+            batches = engine.data.eval_batches(dataset, positions, f"caching {which} features")
+            for out, batch in infer(frozen, batches, engine.autocast):
+                yield out["out"].numpy(), batch.index.numpy()
+
+        with engine.phase("feature_cache"):
+            data = self.cache.get(which, dataset.paths, compute)
+        engine.feature_cache_info.setdefault("reused", {})[which] = self.cache.reused[which]
+        engine.feature_cache_info.setdefault("skipped", {})[which] = len(data["skipped"])
+        return data
+
+    def outputs(self, which: str) -> dict[str, torch.Tensor]:
+        """Eval-mode head outputs of split ``which`` computed from the cache (list order, with labels and index)."""
+        engine = self.engine
+        data = self.split(which)
+        if not len(data["index"]):
+            raise OltrError(f"every image of the {which} split was skipped as unreadable; nothing to evaluate")
+        labels = torch.tensor(engine.data.dataset(which, train=False).labels)
+        engine.model.eval()
+        bs = engine.cfg.eval.batch_size
+
+        def batches():
+            for s in range(0, len(data["index"]), bs):
+                x = torch.from_numpy(np.array(data["inputs"][s:s + bs])).to(engine.device)
+                if engine.channels_last and x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                yield x, None
+
+        chunks: dict[str, list[torch.Tensor]] = {}
+        for out, _ in infer(lambda x: engine.model(x, start=self.level), batches(), engine.autocast):
+            for key, value in out.items():
+                chunks.setdefault(key, []).append(value)
+        result = {k: torch.cat(v) for k, v in chunks.items()}
+        index = torch.from_numpy(data["index"]).long()
+        result["labels"], result["index"] = labels[index], index
+        return result
+
+    def train_batches(self, batches: list[list[tuple[int, int]]]):
+        """Training batches from the cache: (inputs, labels) of each batch's rows (with --skip-corrupt,
+        images skipped as unreadable are dropped; they were counted when the cache was read)."""
+        engine = self.engine
+        data = self.split("train")
+        dataset = engine.data.dataset("train", train=False)
+        labels = np.asarray(dataset.labels)
+        row_of = np.full(engine.data.num_samples("train"), -1, dtype=np.int64)
+        row_of[data["index"]] = np.arange(len(data["index"]))
+        skip = engine.cfg.data.skip_corrupt
+        for batch in batches:
+            idx = np.asarray([i for i, _ in batch], dtype=np.int64)
+            rows = row_of[idx]
+            if not skip and (rows < 0).any():
+                missing = dataset.root / dataset.paths[int(idx[rows < 0][0])]
+                raise OltrError(f"the feature cache {self.cache.path} has no row for training image {missing}; "
+                                "delete that folder to rebuild it, or pass --skip-corrupt to train without the image")
+            idx = idx[rows >= 0]
+            rows = rows[rows >= 0]
+            yield Batch(torch.from_numpy(np.asarray(data["inputs"][rows])), torch.from_numpy(labels[idx]),
+                        torch.from_numpy(idx), torch.zeros(0), [])

@@ -18,35 +18,23 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 import torch
 
-from oltr_bench.errors import OltrError
-
-SCHEDULES = ("step", "cosine")
-STEP_AT = ("epoch_end", "epoch_start")
+from oltr_bench.config.schema import SchedulerConfig
 
 
-def check(cfg: dict[str, Any]) -> None:
-    """Fail before any work when ``train.scheduler`` names an unknown schedule or position."""
-    if cfg["name"] not in SCHEDULES:
-        raise OltrError(f"train.scheduler.name {cfg['name']!r} is not known; expected one of: {', '.join(SCHEDULES)}")
-    if cfg["step_at"] not in STEP_AT:
-        raise OltrError(f"train.scheduler.step_at {cfg['step_at']!r} is not known; expected one of: {', '.join(STEP_AT)}")
-    if cfg["name"] == "step" and int(cfg["step_size"]) < 1:
-        raise OltrError(f"train.scheduler.step_size must be at least 1, found {cfg['step_size']}")
+def build(optimizer: torch.optim.Optimizer, cfg: SchedulerConfig, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """The per-epoch scheduler of one optimiser; for ``epoch_start`` it has already taken its first step.
 
-
-def build(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """The per-epoch scheduler of one optimiser; for ``epoch_start`` it has already taken its first step."""
-    check(cfg)
-    if cfg["name"] == "cosine":
+    ``cfg`` is a validated ``train.scheduler`` section (the schema checks names and positions).
+    """
+    if cfg.name == "cosine":
         sched: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=max(epochs, 1), eta_min=float(cfg["eta_min"]))
+            optimizer, T_max=max(epochs, 1), eta_min=cfg.eta_min)
     else:
-        sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(cfg["step_size"]), gamma=float(cfg["gamma"]))
-    if cfg["step_at"] == "epoch_start":
+        sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+    if cfg.step_at == "epoch_start":
         with warnings.catch_warnings():  # PyTorch warns when the scheduler steps before the optimiser: here that is the intent
             warnings.simplefilter("ignore", UserWarning)
             sched.step()

@@ -11,9 +11,9 @@ import importlib
 # Names are imported on first use (PEP 562), so that importing one submodule (say the protocol
 # definitions, for the CLI) does not pull in scikit-learn.
 _SUBMODULES = {
-    "PROTOCOLS": "oltr_bench.metrics.protocols",
+    "PROTOCOLS": "oltr_bench.protocols",
     "Predictions": "oltr_bench.metrics.predictions",
-    "Protocol": "oltr_bench.metrics.protocols",
+    "Protocol": "oltr_bench.protocols",
     "align": "oltr_bench.metrics.predictions",
     "aupr_in": "oltr_bench.metrics.openset",
     "aupr_out": "oltr_bench.metrics.openset",
@@ -24,7 +24,7 @@ _SUBMODULES = {
     "evaluate": "oltr_bench.metrics.evaluate",
     "evaluate_file": "oltr_bench.metrics.evaluate",
     "fpr_at_tpr": "oltr_bench.metrics.openset",
-    "get_protocol": "oltr_bench.metrics.protocols",
+    "get_protocol": "oltr_bench.protocols",
     "group_accuracies": "oltr_bench.metrics.core",
     "load_predictions": "oltr_bench.metrics.predictions",
     "macro_f1": "oltr_bench.metrics.core",

@@ -27,7 +27,7 @@ from oltr_bench.metrics.openset import (
     oscr_points,
     roc_points,
 )
-from oltr_bench.metrics.protocols import GROUP_NAMES, Protocol, get_protocol
+from oltr_bench.protocols import GROUP_NAMES, Protocol, get_protocol
 
 BLOCK_ROWS = 1024  # rows per float64 softmax block: 1024 x 1000 classes = 8 MB
 

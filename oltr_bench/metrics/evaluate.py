@@ -9,7 +9,7 @@ from typing import Any
 from oltr_bench.errors import OltrError
 from oltr_bench.metrics.core import closed_predictions, score_predictions
 from oltr_bench.metrics.predictions import Predictions, align, load_predictions
-from oltr_bench.metrics.protocols import DEFAULT_THRESHOLD, get_protocol
+from oltr_bench.protocols import DEFAULT_THRESHOLD, get_protocol
 from oltr_bench.splits.format import SplitDir
 from oltr_bench.utils.io import atomic_write_json
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import auc, average_precision_score, roc_auc_score, roc_curve
 
-from oltr_bench.metrics.protocols import GROUP_NAMES, Protocol, get_protocol
+from oltr_bench.protocols import GROUP_NAMES, Protocol, get_protocol
 
 CURVE_POINTS = 201  # most points kept per plotted curve (results files stay small)
 

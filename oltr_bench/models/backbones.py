@@ -20,7 +20,7 @@ and also works at other input sizes (MS1M-LT's 112, small test images).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
@@ -28,7 +28,10 @@ from torchvision.models import resnet as tv_resnet
 
 from oltr_bench.errors import OltrError
 
-BACKBONES: dict[str, Callable[[dict[str, Any]], "Backbone"]] = {}
+if TYPE_CHECKING:
+    from oltr_bench.config.schema import ModelConfig
+
+BACKBONES: dict[str, Callable[["ModelConfig"], "Backbone"]] = {}
 
 
 def register_backbone(name: str):
@@ -67,9 +70,9 @@ def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
 
 
 @register_backbone("glyphnet")
-def glyphnet(model_cfg: dict[str, Any]) -> Backbone:
+def glyphnet(model_cfg: ModelConfig) -> Backbone:
     """Small CNN for the 32x32 embedded benchmark: 4 conv stages (widths 32-64-128-256) -> 4x4 map."""
-    widths = [int(w) for w in model_cfg.get("widths") or (32, 64, 128, 256)]
+    widths = list(model_cfg.widths or (32, 64, 128, 256))
     layers: list[nn.Module] = []
     cin = 3
     for i, width in enumerate(widths):
@@ -77,8 +80,8 @@ def glyphnet(model_cfg: dict[str, Any]) -> Backbone:
         if i < len(widths) - 1:
             layers.append(nn.MaxPool2d(2))
         cin = width
-    size = int(model_cfg.get("input_size", 32)) // 2 ** (len(widths) - 1)
-    return Backbone(nn.Sequential(*layers), cin, size, model_cfg.get("feat_dim") or None)
+    size = model_cfg.input_size // 2 ** (len(widths) - 1)
+    return Backbone(nn.Sequential(*layers), cin, size, model_cfg.feat_dim or None)
 
 
 class ResNetBody(nn.Module):
@@ -103,25 +106,25 @@ def resnet_map_size(input_size: int) -> int:
     return input_size
 
 
-def _resnet(model_cfg: dict[str, Any], block: type[nn.Module], layers: list[int]) -> Backbone:
+def _resnet(model_cfg: ModelConfig, block: type[nn.Module], layers: list[int]) -> Backbone:
     body = ResNetBody(block, layers)
-    return Backbone(body, body.out_channels, resnet_map_size(int(model_cfg["input_size"])), model_cfg.get("feat_dim") or None)
+    return Backbone(body, body.out_channels, resnet_map_size(model_cfg.input_size), model_cfg.feat_dim or None)
 
 
 @register_backbone("resnet10")
-def resnet10(model_cfg: dict[str, Any]) -> Backbone:
+def resnet10(model_cfg: ModelConfig) -> Backbone:
     """OLTR's ResNet-10: BasicBlock [1, 1, 1, 1], 512-d pooled feature (ImageNet-LT)."""
     return _resnet(model_cfg, tv_resnet.BasicBlock, [1, 1, 1, 1])
 
 
 @register_backbone("resnet50")
-def resnet50(model_cfg: dict[str, Any]) -> Backbone:
+def resnet50(model_cfg: ModelConfig) -> Backbone:
     """torchvision ResNet-50: Bottleneck [3, 4, 6, 3], 2048-d (MS1M-LT's backbone in the paper)."""
     return _resnet(model_cfg, tv_resnet.Bottleneck, [3, 4, 6, 3])
 
 
 @register_backbone("resnet152")
-def resnet152(model_cfg: dict[str, Any]) -> Backbone:
+def resnet152(model_cfg: ModelConfig) -> Backbone:
     """torchvision ResNet-152: Bottleneck [3, 8, 36, 3], 2048-d (Places-LT, from local ImageNet weights)."""
     return _resnet(model_cfg, tv_resnet.Bottleneck, [3, 8, 36, 3])
 
@@ -162,11 +165,12 @@ def load_body_weights(backbone: Backbone, path: str | Path) -> dict[str, int]:
     return {"loaded": len(own), "ignored": len(state) - len(own)}
 
 
-def build_backbone(model_cfg: dict[str, Any]) -> Backbone:
-    name = model_cfg["backbone"]
+def build_backbone(model_cfg: ModelConfig) -> Backbone:
+    """The backbone the config's ``model`` section names (registered names are the valid ones)."""
+    name = model_cfg.backbone
     if name not in BACKBONES:
         raise OltrError(f"model.backbone {name!r} is not known; expected one of: {', '.join(sorted(BACKBONES))}")
     backbone = BACKBONES[name](model_cfg)
-    if model_cfg.get("weights"):
-        load_body_weights(backbone, model_cfg["weights"])
+    if model_cfg.weights:
+        load_body_weights(backbone, model_cfg.weights)
     return backbone

@@ -1,7 +1,7 @@
 """Classifier layers shared by several methods: cosine (FSLwF), normed (LDAM), cos-norm (OLTR).
 
 Each layer maps features ``x`` [B, D] to logits [B, C]; :class:`ClassifierHead` wraps one
-into the head interface of :mod:`oltr_bench.engine.method` (``{"logits", "features"}``) and
+into the head interface of :mod:`oltr_bench.method` (``{"logits", "features"}``) and
 names it ``fc``, as the stage-1 linear head does, so that stage-2 runs can copy ``head.fc.*``.
 All layers keep the input dtype; zero vectors give zero similarities, never NaN.
 """

@@ -6,19 +6,21 @@ A path may be a results file, an entry file, a run directory, or a folder search
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
+from oltr_bench import formats
 from oltr_bench.errors import OltrError
+from oltr_bench.formats.jsonio import read_json
+from oltr_bench.formats.results import load_results
+from oltr_bench.formats.rundir import RunDir
 from oltr_bench.report import entries as lb
 
-RESULTS_PREFIX = "oltr-bench-results/"
 # JSON files of a run or split directory that are never leaderboard entries.
-NOT_ENTRIES = {"results.json", "manifest.json"}
+NOT_ENTRIES = {RunDir.RESULTS, RunDir.MANIFEST}
 
 
 @dataclass
@@ -46,53 +48,28 @@ class Collected:
     entries: list[EntryRecord] = field(default_factory=list)
 
 
-def read_json(path: Path, expected: str) -> dict[str, Any]:
-    """A JSON object from ``path``; ``expected`` (e.g. "a results.json") completes the error message."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OltrError(f"{path}: cannot read the file ({exc}); expected {expected}") from None
-    except json.JSONDecodeError as exc:
-        raise OltrError(f"{path}: not valid JSON ({exc}); expected {expected}") from None
-    if not isinstance(data, dict):
-        raise OltrError(f"{path}: found a JSON {type(data).__name__}, expected {expected} (a JSON object)")
-    return data
-
-
-def load_results(path: Path) -> dict[str, Any]:
-    data = read_json(Path(path), "a results.json (SPEC.md §3)")
-    if not str(data.get("format", "")).startswith(RESULTS_PREFIX):
-        raise OltrError(f"{path}: format {data.get('format')!r} is not an oltr-bench results file")
-    for key in ("dataset", "metrics"):
-        if key not in data:
-            raise OltrError(f"{path}: key {key!r} is missing; expected an oltr-bench results file (SPEC.md §3)")
-    data["_path"] = str(path)
-    return data
-
-
 def load_run(path: Path) -> RunRecord:
     """A results file and, if it sits in a run directory, that run's config.yaml and manifest.json."""
     results = load_results(path)
-    run_dir = path.parent if (path.parent / "manifest.json").is_file() or (path.parent / "config.yaml").is_file() else None
-    record = RunRecord(results=results, path=path, run_dir=run_dir)
-    if run_dir is not None:
-        config_path, manifest_path = run_dir / "config.yaml", run_dir / "manifest.json"
-        if config_path.is_file():
-            record.config_text = config_path.read_text(encoding="utf-8")
+    run = RunDir.around(path)
+    record = RunRecord(results=results, path=path, run_dir=run.path if run else None)
+    if run is not None:
+        if run.config_file.is_file():
+            record.config_text = run.config_text()
             try:
-                config = yaml.safe_load(record.config_text)
+                config = yaml.safe_load(record.config_text or "")
             except yaml.YAMLError as exc:
-                raise OltrError(f"{config_path} is not valid YAML: {exc}") from None
+                raise OltrError(f"{run.config_file} is not valid YAML: {exc}") from None
             record.config = config if isinstance(config, dict) else None
-        if manifest_path.is_file():
-            record.manifest = read_json(manifest_path, "a run manifest")
+        if run.manifest_file.is_file():
+            record.manifest = read_json(run.manifest_file, "a run manifest")
     return record
 
 
 def predictions_file(record: RunRecord) -> Path | None:
     """The run's test predictions (``predictions/test.npz``, or the file its results name), if present."""
-    if record.run_dir is not None and (record.run_dir / "predictions" / "test.npz").is_file():
-        return record.run_dir / "predictions" / "test.npz"
+    if record.run_dir is not None and RunDir(record.run_dir).predictions("test").is_file():
+        return RunDir(record.run_dir).predictions("test")
     named = (record.results.get("provenance") or {}).get("predictions")
     return Path(named) if named and Path(named).is_file() else None
 
@@ -106,7 +83,7 @@ def recorded_split_dir(record: RunRecord) -> Path | None:
 def _entry_candidates(folder: Path) -> list[Path]:
     return sorted(
         p for p in folder.rglob("*.json")
-        if p.name not in NOT_ENTRIES and not p.name.startswith(".") and "predictions" not in p.parts
+        if p.name not in NOT_ENTRIES and not p.name.startswith(".") and RunDir.PREDICTIONS not in p.parts
     )
 
 
@@ -142,14 +119,14 @@ def collect(paths: Iterable[Path], *, leaderboard_dirs: Iterable[Path] = ()) -> 
     for path in map(Path, paths):
         if path.is_file():
             fmt = str(read_json(path, "a results.json or a leaderboard entry (SPEC.md §3, §4)").get("format", ""))
-            if fmt.startswith(lb.ENTRY_PREFIX):
+            if formats.is_format(fmt, formats.ENTRY):
                 entry_files.append(path)
-            elif fmt.startswith(RESULTS_PREFIX) or path.name == "results.json":
+            elif formats.is_format(fmt, formats.RESULTS) or path.name == RunDir.RESULTS:
                 result_files.append(path)
             else:
                 raise OltrError(f"{path}: format {fmt or 'unknown'!r}; expected a results.json, a leaderboard entry, a run directory or a folder of runs")
         elif path.is_dir():
-            result_files += sorted(path.rglob("results.json"))
+            result_files += sorted(path.rglob(RunDir.RESULTS))
             entry_files += [p for p in _entry_candidates(path) if lb.is_entry_file(p)]
         else:
             raise OltrError(f"{path} does not exist; expected a run directory, a results.json file, a leaderboard entry or a folder of them")

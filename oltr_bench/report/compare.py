@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Sequence
 
 from oltr_bench.errors import OltrError
-from oltr_bench.metrics.protocols import DEFAULT_THRESHOLD
+from oltr_bench.metrics.keys import PAPER_KEYS
+from oltr_bench.protocols import DEFAULT_THRESHOLD
 from oltr_bench.report.collect import predictions_file, recorded_split_dir
 from oltr_bench.report.rows import UNKNOWN, Row, aggregate
+from oltr_bench.splits.format import SplitDir
 
-# Metrics compared (those a paper table reports).
-COMPARE_KEYS = ("many", "medium", "few", "top1", "open_many", "open_medium", "open_few", "open_f1")
 
 
 @dataclass
@@ -81,7 +81,7 @@ def _compare(rep: Row, mine: Row) -> Comparison:
             (metrics, threshold), rescored = found, True
     gaps = [
         (key, rep.metrics[key], metrics[key], metrics[key] - rep.metrics[key])
-        for key in COMPARE_KEYS
+        for key in PAPER_KEYS
         if rep.metrics.get(key) is not None and metrics.get(key) is not None
     ]
     comparison = Comparison(rep, mine, gaps, protocol, threshold, rescored)
@@ -101,7 +101,7 @@ def rescore(row: Row, protocol: str, threshold: float | None) -> tuple[dict[str,
         preds, split = predictions_file(run), recorded_split_dir(run)
         if preds is None:
             return f"{run.path.parent.name}: no predictions/test.npz"
-        if split is None or not (split / "manifest.json").is_file():
+        if split is None or not SplitDir.exists(split):
             return f"{run.path.parent.name}: the split it was scored on is not at its recorded place"
         try:
             results.append(_evaluate(str(preds), preds.stat().st_mtime_ns, str(split), protocol,

@@ -19,24 +19,18 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Iterable
 
+from oltr_bench import formats
 from oltr_bench.errors import OltrError
-from oltr_bench.metrics.protocols import PROTOCOLS
+from oltr_bench.formats.jsonio import file_format
+from oltr_bench.metrics.keys import METRIC_KEYS
+from oltr_bench.protocols import PROTOCOLS
 from oltr_bench.paths import work_dir
 from oltr_bench.utils.io import dumps_json, sha256_file
 
-ENTRY_FORMAT = "oltr-bench-entry/1"
-ENTRY_PREFIX = "oltr-bench-entry/"  # any version of the entry format
+ENTRY_FORMAT = formats.ENTRY
 SOURCES = ("reported", "reproduced")
 SHIPPED_PACKAGE = "oltr_bench.leaderboard_data"
 SPLITS_PACKAGE = "oltr_bench.splits_data"
-
-# The metric keys of SPEC.md §3 (all fractions in [0, 1]).
-METRIC_KEYS = (
-    "top1", "many", "medium", "few",
-    "open_top1", "open_many", "open_medium", "open_few", "open_f1",
-    "auroc", "aupr_in", "aupr_out", "fpr95", "oscr", "ece", "macro_f1",
-    "open_accept_rate", "open_absorbed_many", "open_absorbed_medium", "open_absorbed_few",
-)
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 DATASET_RE = SLUG_RE  # dataset names double as folder names
@@ -285,17 +279,8 @@ def default_entries_dir() -> Path:
     return work_dir() / "leaderboard"
 
 
-def file_format(path: Path) -> str:
-    """The ``format`` string of a JSON file ('' if it is not a readable JSON object)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return ""
-    return str(data.get("format", "")) if isinstance(data, dict) else ""
-
-
 def is_entry_file(path: Path) -> bool:
-    return file_format(path).startswith(ENTRY_PREFIX)
+    return formats.is_format(file_format(path), formats.ENTRY)
 
 
 def check_writable_location(root: Path) -> None:

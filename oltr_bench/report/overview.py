@@ -17,14 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from oltr_bench.metrics.protocols import PROTOCOLS
+from oltr_bench.metrics.keys import BY_KEY, columns, label
+from oltr_bench.protocols import PROTOCOLS
 from oltr_bench.report.rows import Row
 
 # The metrics of a group (those a paper reports for a method), kept where some row has them.
-KEYS = (("open_f1", "Open F"), ("few", "Few"), ("top1", "Top-1"))
+KEYS = columns(("open_f1", "few", "top1"))
 # Shot accuracy with rejection, for published rows that report only that (the OLTR README).
-OPEN_FEW = ("open_few", "Open few")
-OPEN_SET_KEYS = {"open_f1", "open_few"}  # depend on τ
+OPEN_FEW = ("open_few", label("open_few"))
 
 
 @dataclass
@@ -121,7 +121,7 @@ def _gaps(ours: Row, published: Row, keys: list[str]) -> dict[str, float]:
     gaps = {}
     for key in keys:
         a, b = ours.metrics.get(key), published.metrics.get(key)
-        if a is None or b is None or (key in OPEN_SET_KEYS and ours.open_threshold != published.open_threshold):
+        if a is None or b is None or (BY_KEY[key].uses_threshold and ours.open_threshold != published.open_threshold):
             continue
         gaps[key] = a - b
     return gaps

@@ -19,8 +19,11 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from oltr_bench.metrics.protocols import PROTOCOLS
+from oltr_bench.errors import OltrError
+from oltr_bench.formats.jsonio import read_json
+from oltr_bench.protocols import FEW_THRESHOLD, MANY_THRESHOLD, PROTOCOLS
 from oltr_bench.report.rows import Row
+from oltr_bench.splits.format import MANIFEST, SplitDir
 
 PLOT_VERSION = "1"  # bump when the drawing code changes, so cached plots are redrawn
 MAX_CURVE_POINTS = 1500
@@ -85,11 +88,10 @@ def _train_counts(row: Row) -> list[int] | None:
             return counts
     for record in row.runs:
         split_dir = (record.manifest or {}).get("split_dir")
-        manifest = Path(split_dir) / "manifest.json" if split_dir else None
-        if manifest and manifest.is_file():
+        if split_dir and SplitDir.exists(split_dir):
             try:
-                counts = json.loads(manifest.read_text(encoding="utf-8")).get("train_counts")
-            except (OSError, json.JSONDecodeError):
+                counts = read_json(Path(split_dir) / MANIFEST, "a split manifest").get("train_counts")
+            except OltrError:
                 continue
             if isinstance(counts, list) and counts:
                 return counts
@@ -205,8 +207,7 @@ def _draw_per_class(ax, data):
     acc = np.asarray([np.nan if a is None else a for a in data["acc"]], dtype=float)
     proto = PROTOCOLS.get(data["protocol"])
     lo, hi = max(counts.min(), 1) * 0.8, counts.max() * 1.25
-    inclusive = proto.inclusive_bounds if proto else False
-    bands = [("few", lo, 20), ("medium", 20, 100), ("many", 100, hi)]
+    bands = [("few", lo, FEW_THRESHOLD), ("medium", FEW_THRESHOLD, MANY_THRESHOLD), ("many", MANY_THRESHOLD, hi)]
     for name, a, b in bands:
         if b > lo and a < hi:
             ax.axvspan(max(a, lo), min(b, hi), color=BAND_COLORS[name], zorder=0)
@@ -214,7 +215,7 @@ def _draw_per_class(ax, data):
     groups = proto.groups(data["counts"]) if proto else None
     ax.scatter(np.maximum(counts, 1), acc, s=8, alpha=0.6, color=COLORS[0], linewidths=0, label="class")
     if groups is not None:
-        for g, (name, a, b) in enumerate([("many", 100, hi), ("medium", 20, 100), ("few", lo, 20)]):
+        for g, (name, a, b) in enumerate(reversed(bands)):
             vals = acc[(groups == g) & ~np.isnan(acc)]
             if vals.size:
                 ax.hlines(vals.mean(), max(a, lo), min(b, hi), color=COLORS[1], linewidth=2, label="group mean" if g == 0 else None)
@@ -223,7 +224,7 @@ def _draw_per_class(ax, data):
     ax.set_ylim(-0.03, 1.12)
     ax.set_xlabel("training images of the class (log scale)")
     ax.set_ylabel("closed-set accuracy")
-    edge = "many ≥ 100, few ≤ 20" if inclusive else "many > 100, few < 20"
+    edge = (proto or PROTOCOLS["oltr"]).rule
     ax.legend(loc="best", frameon=True, framealpha=0.8, title=f"{data['protocol']}: {edge}", title_fontsize=7, fontsize=7)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from oltr_bench.config import config_hash
-from oltr_bench.engine.rundir import read_manifest
+from oltr_bench.formats.rundir import RunDir
 from oltr_bench.report import entries as lb
 from oltr_bench.report.collect import Collected, EntryRecord, RunRecord
 
@@ -90,7 +90,7 @@ def _run_epochs(record: RunRecord) -> int | None:
         epochs = (record.config.get("train") or {}).get("epochs")
     stage1 = manifest.get("stage1_run")
     if epochs is not None and stage1:
-        stage1_manifest = read_manifest(Path(stage1)) or {}
+        stage1_manifest = RunDir(stage1).read_manifest() or {}
         epochs += (stage1_manifest.get("training") or {}).get("epochs") or 0
     return int(epochs) if isinstance(epochs, (int, float)) else None
 

@@ -26,19 +26,20 @@ from tqdm import tqdm
 
 from oltr_bench import __version__
 from oltr_bench.errors import OltrError
-from oltr_bench.metrics.protocols import PROTOCOLS
+from oltr_bench.protocols import PROTOCOLS
 from oltr_bench.report import tables
-from oltr_bench.report.entries import METRIC_KEYS, is_http_url
+from oltr_bench.metrics.keys import METRIC_KEYS, PAPER_KEYS
+from oltr_bench.report.entries import is_http_url
 from oltr_bench.report.overview import methods_overview
 from oltr_bench.report.plots import PlotCache, page_plots
 from oltr_bench.report.redact import Redactor, site_anchors
-from oltr_bench.report.compare import COMPARE_KEYS, Comparison, reported_vs_reproduced
+from oltr_bench.report.compare import Comparison, reported_vs_reproduced
 from oltr_bench.report.rows import UNKNOWN, Row
 from oltr_bench.utils.io import atomic_directory
 
 MARKER = ".oltr-bench-site"
 STATIC_FILES = ("leaderboard.js", "style.css")
-HTML_METRICS = (*tables.METRIC_COLUMNS, ("open_many", "Open many"), ("open_medium", "Open medium"), ("open_few", "Open few"))
+HTML_METRICS = (*tables.METRIC_COLUMNS, *tables.OPEN_SHOT_COLUMNS)
 FILTERS = (("backbone", "Backbone"), ("pretraining", "Pretraining"), ("extra", "Extra data"), ("protocol", "Protocol"), ("source", "Source"))
 
 
@@ -153,7 +154,7 @@ def build_site(rows: Sequence[Row], out: str | Path, *, plots: bool = True, prog
             **common, root="", comparisons=comparisons, overview=overview, descriptions=_descriptions(overview.unpublished),
             published_datasets=_or_list(sorted({g.dataset for g in overview.groups if not g.ours}))))
         _write(tmp / "compare.html", env.get_template("compare.html").render(
-            **{**common, "current_dataset": "@compare"}, root="", comparisons=comparisons, compare_keys=COMPARE_KEYS))
+            **{**common, "current_dataset": "@compare"}, root="", comparisons=comparisons, compare_keys=PAPER_KEYS))
         pages += 2
         bar = tqdm(total=len(rows), desc="site pages", unit="page", disable=not progress)
         for ds in datasets:

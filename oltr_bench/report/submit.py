@@ -14,15 +14,16 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from oltr_bench import __version__
+from oltr_bench import __version__, formats
 from oltr_bench.errors import OltrError
 from oltr_bench.metrics.evaluate import evaluate
-from oltr_bench.metrics.protocols import DEFAULT_THRESHOLD
+from oltr_bench.metrics.keys import METRIC_KEYS
+from oltr_bench.protocols import DEFAULT_THRESHOLD
 from oltr_bench.metrics.predictions import load_predictions
 from oltr_bench.report import entries as lb
 from oltr_bench.report.collect import RunRecord, predictions_file, recorded_split_dir
 from oltr_bench.report.rows import run_rows
-from oltr_bench.splits.format import load_split_dir
+from oltr_bench.splits.format import SplitDir, load_split_dir
 from oltr_bench.utils.io import sha256_file
 
 # Options of ``leaderboard add`` that describe the entry (None = keep what the runs say).
@@ -49,7 +50,7 @@ def verify_run(record: RunRecord, splits: Path | None = None) -> tuple[Path | No
     if preds_path is None:
         return None, "its predictions file (predictions/test.npz) was not found"
     split_path = splits or recorded_split_dir(record)
-    if split_path is None or not (split_path / "manifest.json").is_file():
+    if split_path is None or not SplitDir.exists(split_path):
         return None, "the split directory it was evaluated on was not found (pass --splits DIR)"
     split = load_split_dir(split_path)
     if split.fingerprint != canonical:
@@ -60,7 +61,7 @@ def verify_run(record: RunRecord, splits: Path | None = None) -> tuple[Path | No
         threshold=DEFAULT_THRESHOLD if threshold is None else threshold, method=res.get("method"),
     )
     for key, claimed in (res.get("metrics") or {}).items():
-        if key not in lb.METRIC_KEYS:
+        if key not in METRIC_KEYS:
             continue
         value = recomputed["metrics"].get(key)
         same = (claimed is None and value is None) or (
@@ -115,7 +116,7 @@ def entry_from_runs(
     verified = all(predictions is not None for predictions, _ in checks)
     why_not = next((why for predictions, why in checks if predictions is None), "")
     entry: dict[str, Any] = {
-        "format": lb.ENTRY_FORMAT,
+        "format": formats.ENTRY,
         "name": row.name,
         "method": row.method,
         "dataset": row.dataset,
@@ -131,10 +132,10 @@ def entry_from_runs(
         "extra_data": row.extra_data,
         "epochs": row.epochs,
         "open_threshold": row.open_threshold,
-        "metrics": {k: v for k, v in row.metrics.items() if k in lb.METRIC_KEYS},
+        "metrics": {k: v for k, v in row.metrics.items() if k in METRIC_KEYS},
     })
     if len(records) > 1:
-        entry["metrics_std"] = {k: v for k, v in row.std.items() if k in lb.METRIC_KEYS}
+        entry["metrics_std"] = {k: v for k, v in row.std.items() if k in METRIC_KEYS}
     if row.seeds:
         entry["seeds"] = row.seeds
     for key in DESCRIPTIVE:

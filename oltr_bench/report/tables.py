@@ -15,23 +15,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from oltr_bench.errors import OltrError
-from oltr_bench.metrics.protocols import PROTOCOLS
+from oltr_bench.formats.rundir import RunDir
+from oltr_bench.metrics.keys import METRIC_KEYS, OPEN_SHOT_KEYS, TABLE_KEYS, columns
+from oltr_bench.protocols import PROTOCOLS
 from oltr_bench.report.collect import Collected, RunRecord
-from oltr_bench.report.entries import METRIC_KEYS
 from oltr_bench.report.compare import Comparison, reported_vs_reproduced
 from oltr_bench.report.rows import UNKNOWN, Row, build_rows, group_tables
 
-METRIC_COLUMNS = (
-    ("many", "Many"),
-    ("medium", "Medium"),
-    ("few", "Few"),
-    ("top1", "Top-1"),
-    ("open_f1", "Open F"),
-    ("auroc", "AUROC"),
-    ("fpr95", "FPR@95"),
-    ("oscr", "OSCR"),
-)
-OPEN_SHOT_COLUMNS = (("open_many", "Open many"), ("open_medium", "Open medium"), ("open_few", "Open few"))
+METRIC_COLUMNS = columns(TABLE_KEYS)
+OPEN_SHOT_COLUMNS = columns(OPEN_SHOT_KEYS)
 INFO_COLUMNS = ("Method", "Backbone", "Pretraining", "Extra data", "Epochs", "Source", "τ", "Seeds")
 FORMATS = ("md", "csv", "latex")
 DASH = "–"
@@ -242,5 +234,5 @@ def render(rows: Sequence[Row], fmt: str = "md", percent: bool = False) -> str:
 
 def markdown(results: Sequence[dict[str, Any]]) -> str:
     """Markdown tables straight from results dicts (as ``evaluate`` prints them)."""
-    records = [RunRecord(results=r, path=Path(r.get("_path", "results.json"))) for r in results]
+    records = [RunRecord(results=r, path=Path(r.get("_path", RunDir.RESULTS))) for r in results]
     return markdown_tables(build_rows(Collected(runs=records)))

@@ -205,6 +205,3 @@ def _check_class_sizes(root: Path, class_files: dict[str, list[str]], known: lis
         + ("these folders" if others else "the folder")
     )
 
-
-# ImageNet-LT, Places-LT and MS1M-LT register themselves on import.
-from oltr_bench.splits import imagenet, ms1m, places  # noqa: E402,F401

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from oltr_bench import formats
 from oltr_bench.errors import OltrError
 from oltr_bench.utils.io import atomic_directory, atomic_write_json, sha256_bytes
 
-FORMAT = "oltr-bench-splits/1"
+FORMAT = formats.SPLITS
+MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test", "open")
 _WHITESPACE = re.compile(r"\s")
 KNOWN_PREFIXES = {"imagenet_lt": "ImageNet_LT", "places_lt": "Places_LT", "ms1m_lt": "MS1M_LT"}
@@ -92,6 +94,11 @@ def train_counts(entries: Sequence[tuple[str, int]], num_classes: int) -> list[i
 @dataclass
 class SplitDir:
     """A loaded split directory: its manifest plus helpers to read the lists."""
+
+    @staticmethod
+    def exists(path: str | os.PathLike) -> bool:
+        """Whether ``path`` holds a split manifest (it is loaded and verified by :func:`load_split_dir`)."""
+        return (Path(path) / MANIFEST).is_file()
 
     path: Path
     manifest: dict[str, Any]
@@ -236,7 +243,7 @@ def write_split_dir(
             (tmp / name).write_bytes(data)
         if populate is not None:
             populate(tmp)
-        atomic_write_json(tmp / "manifest.json", manifest)
+        atomic_write_json(tmp / MANIFEST, manifest)
     return SplitDir(out_dir, manifest)
 
 
@@ -248,7 +255,7 @@ def load_split_dir(path: str | os.PathLike, verify: bool = True) -> SplitDir:
     label in range).
     """
     path = Path(path)
-    manifest_path = path / "manifest.json"
+    manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise OltrError(
             f"{path} is not a split directory: {manifest_path} is missing "

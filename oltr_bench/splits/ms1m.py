@@ -23,7 +23,7 @@ Identities and their images come from the header record 0 (``[id_start, id_end)`
 records, each with the ``[start, end)`` key range of one identity; the identity label is read from
 the first image's header) or, in files without it, from the label of every image record.
 List paths are ``rec:<key>``, relative to the folder holding ``train.rec`` and ``train.idx``
-(SPEC.md §1; :mod:`oltr_bench.data.recordio` reads them).
+(SPEC.md §1; :mod:`oltr_bench.formats.recordio` reads them).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from oltr_bench.data.recordio import IDX_NAME, REC_NAME, RECORD_PREFIX, IRHeader, RecordIO
+from oltr_bench.formats.recordio import IDX_NAME, REC_NAME, RECORD_PREFIX, IRHeader, RecordIO
 from oltr_bench.errors import OltrError
 from oltr_bench.registry import DATASETS
 from oltr_bench.splits.builder import class_rng

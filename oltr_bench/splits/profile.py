@@ -37,6 +37,7 @@ import numpy as np
 from scipy.special import betaincinv, roots_legendre
 
 from oltr_bench.errors import OltrError
+from oltr_bench.protocols import PROTOCOLS
 
 # Quadrature sizes: doubling both changes no count of the profiles above (ratios move < 1e-5).
 _MAX_NODES = 200
@@ -178,9 +179,8 @@ def fit_pareto_max(capacities: Sequence[int], alpha: float, min_count: int) -> i
 
 
 def shot_groups(counts: Sequence[int]) -> tuple[int, int, int]:
-    """Classes with > 100, 20..100 and < 20 training images (the paper's thresholds; for messages)."""
-    n = np.asarray(counts)
-    return int((n > 100).sum()), int(((n >= 20) & (n <= 100)).sum()), int((n < 20).sum())
+    """Classes in the many, medium and few shot groups of the paper's protocol (``oltr``; for messages)."""
+    return PROTOCOLS["oltr"].group_counts(counts)
 
 
 def released_counts(dataset: str) -> list[int]:
