@@ -1,5 +1,5 @@
 """Shared fixtures (the embedded split, built once per session, and a CLI runner), the ``slow``
-marker for everything under ``tests/e2e``, and the check that the package under test is this checkout."""
+marker for everything under ``tests/e2e`` and ``tests/attacks``, and the check that the package under test is this checkout."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from oltr_bench.registry import DATASETS
 from oltr_bench.splits.format import load_split_dir
 from tests.checkout import ROOT, foreign_modules
 
-E2E = ROOT / "tests" / "e2e"
+SLOW_FOLDERS = (ROOT / "tests" / "e2e", ROOT / "tests" / "attacks")
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: trains models, starts processes or a browser (tests/e2e); "
+    config.addinivalue_line("markers", "slow: trains models, starts processes or a browser, or tries hostile inputs (tests/e2e, tests/attacks); "
                                        "pytest -m 'not slow' leaves them out")
     problems = foreign_modules()
     if problems:
@@ -26,8 +26,9 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        # Everything end to end, and whatever needs the rendered embedded benchmark (about 15 s to build).
-        if E2E in Path(str(item.fspath)).resolve().parents or "embedded_split" in getattr(item, "fixturenames", ()):
+        # Everything end to end and hostile, and whatever needs the rendered embedded benchmark (about 15 s to build).
+        parents = Path(str(item.fspath)).resolve().parents
+        if any(folder in parents for folder in SLOW_FOLDERS) or "embedded_split" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
 
 

@@ -12,6 +12,7 @@ import click
 from oltr_bench import __version__
 from oltr_bench.errors import OltrError
 from oltr_bench.log import setup as setup_logging
+from oltr_bench.utils.io import WRITE_ERRORS, write_error
 
 
 class UserError(click.ClickException):
@@ -26,6 +27,10 @@ class Group(click.Group):
             return super().invoke(ctx)
         except OltrError as exc:
             raise UserError(str(exc)) from None
+        except OSError as exc:
+            if exc.errno not in WRITE_ERRORS:
+                raise
+            raise UserError(str(write_error(exc.filename, exc))) from None
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -28,6 +28,7 @@ import yaml
 
 from oltr_bench.config.schema import RunConfig, convert, defaults, field_info, help_texts
 from oltr_bench.errors import OltrError
+from oltr_bench.formats.jsonio import loads_yaml
 
 CONFIG_PACKAGE = "oltr_bench.baselines"
 BASE = "_base"
@@ -41,9 +42,10 @@ def configs_dir() -> Path:
 
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise OltrError(f"{path} is not valid YAML: {exc}") from None
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OltrError(f"{path}: cannot read the config file ({exc}); expected UTF-8 YAML") from None
+    data = loads_yaml(text, str(path), "a config file (YAML mapping)")
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -24,7 +24,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -33,8 +32,8 @@ from PIL import Image
 
 from oltr_bench import formats
 from oltr_bench.data.images import RawImage, UnreadableImage
-from oltr_bench.data.lists import Reader
-from oltr_bench.utils.io import atomic_write_bytes, atomic_write_json
+from oltr_bench.data.lists import LOADER_TIMEOUT, Reader, guarded
+from oltr_bench.utils.io import atomic_open, atomic_write_bytes, atomic_write_json
 
 
 
@@ -82,15 +81,14 @@ def build_part(path: Path, rank: int, world_size: int, reader: Reader, n: int, s
 
     per = -(-n // world_size)
     indices = range(rank * per, min(n, (rank + 1) * per))
-    loader = torch.utils.data.DataLoader(_Resized(reader, indices, side), batch_size=None,
-                                         num_workers=workers, collate_fn=_identity)
+    loader = torch.utils.data.DataLoader(_Resized(reader, indices, side), batch_size=None, num_workers=workers,
+                                         collate_fn=_identity, timeout=LOADER_TIMEOUT if workers > 0 else 0)
     path.mkdir(parents=True, exist_ok=True)
     index = np.zeros((len(indices), 3), dtype=np.int64)
     skipped, offset = [], 0
     # A private temporary name: two runs building the same cache concurrently must not share it.
-    fd, tmp = tempfile.mkstemp(prefix=f".part-{rank}.", suffix=".u8.tmp", dir=path)
-    with os.fdopen(fd, "wb") as fh:
-        for j, item in enumerate(loader):
+    with atomic_open(path / f"part-{rank}.u8") as fh:
+        for j, item in enumerate(guarded(loader)):
             if isinstance(item, UnreadableImage):
                 if not skip_corrupt:
                     raise item
@@ -102,10 +100,9 @@ def build_part(path: Path, rank: int, world_size: int, reader: Reader, n: int, s
                 offset += item.nbytes
             if progress:
                 progress(1)
-    buffer = io.BytesIO()
-    np.save(buffer, index)
-    atomic_write_bytes(path / f"part-{rank}.idx.npy", buffer.getvalue())
-    os.replace(tmp, path / f"part-{rank}.u8")
+        buffer = io.BytesIO()
+        np.save(buffer, index)
+        atomic_write_bytes(path / f"part-{rank}.idx.npy", buffer.getvalue())
     return skipped
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import torch
 
@@ -182,7 +182,8 @@ def collate(samples: list) -> Batch:
 
 
 def make_loader(dataset, batches, *, workers: int, pin_memory: bool, persistent: bool = False) -> torch.utils.data.DataLoader:
-    """A loader over ``batches`` (an iterable of lists of dataset items, re-iterated every epoch)."""
+    """A loader over ``batches`` (an iterable of lists of dataset items, re-iterated every epoch);
+    iterate it through :func:`guarded`."""
     return torch.utils.data.DataLoader(
         dataset,
         batch_sampler=batches,
@@ -191,6 +192,28 @@ def make_loader(dataset, batches, *, workers: int, pin_memory: bool, persistent:
         pin_memory=pin_memory,
         persistent_workers=persistent and workers > 0,
         prefetch_factor=4 if workers > 0 else None,
+        timeout=LOADER_TIMEOUT if workers > 0 else 0,
         # Its own generator: creating an epoch's iterator must not consume the global RNG (exact resume).
         generator=torch.Generator().manual_seed(0),
     )
+
+
+LOADER_TIMEOUT = 1800
+"""Seconds a loader worker may take for one batch before the run fails: a worker that stalls
+(e.g. blocked on a full shared-memory file system) must end the run, not hang it."""
+_WORKER_FAILURES = ("DataLoader worker", "DataLoader timed out", "shared memory", "unable to write to file </torch_")
+
+
+def guarded(loader: Iterable) -> Iterator:
+    """Iterate ``loader``; a loader worker that dies or stalls ends in a one-line :class:`OltrError`
+    (PyTorch notices a dead worker at once and a stalled one after :data:`LOADER_TIMEOUT`)."""
+    try:
+        yield from loader
+    except RuntimeError as exc:
+        text = str(exc)
+        if not any(marker in text for marker in _WORKER_FAILURES):
+            raise
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        raise OltrError(f"a data-loading worker failed ({first}); the machine may be out of memory or of shared memory "
+                        "(/dev/shm; with docker, --shm-size): set data.workers=0 to load in the main process, or free them "
+                        "and resume with --resume") from None

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from oltr_bench.config import RunConfig
 from oltr_bench.data import image_cache
 from oltr_bench.data.images import UndecodableItems, UnreadableImage
-from oltr_bench.data.lists import Batch, ListDataset, make_loader, make_reader, raise_failures
+from oltr_bench.data.lists import Batch, ListDataset, guarded, make_loader, make_reader, raise_failures
 from oltr_bench.data.transforms import build_pipeline
 from oltr_bench.engine import distributed
 from oltr_bench.engine.distributed import Dist
@@ -156,7 +156,8 @@ class RunData:
         evaluation transform; batches whose images were all skipped are left out."""
         bs = self.cfg.eval.batch_size
         batches = [[(i, 0) for i in positions[s:s + bs]] for s in range(0, len(positions), bs)]
-        for batch in tqdm(self.loader(dataset, batches), desc=desc, leave=False, disable=not self.progress, unit="batch"):
+        loader = guarded(self.loader(dataset, batches))
+        for batch in tqdm(loader, total=len(batches), desc=desc, leave=False, disable=not self.progress, unit="batch"):
             prepared = self.inputs(batch, dataset)
             if prepared is not None:
                 yield prepared[0], batch

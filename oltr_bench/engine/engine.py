@@ -34,9 +34,10 @@ from oltr_bench.errors import OltrError
 from oltr_bench.formats.rundir import RunDir
 from oltr_bench.metrics.core import top1
 from oltr_bench.metrics.evaluate import evaluate
-from oltr_bench.metrics.predictions import Predictions, write_predictions
+from oltr_bench.metrics.predictions import Predictions, evaluation_lists, write_predictions
 from oltr_bench.models.backbones import PRETRAINED_BY_PROTOCOL
 from oltr_bench.splits.format import SplitDir
+from oltr_bench.utils.io import WRITE_ERRORS, WriteError, write_error
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +138,8 @@ class Engine:
 
     # -- prediction ----------------------------------------------------------------------------
     def predict(self, which: str) -> Predictions:
-        parts = ["val"] if which == "val" else [s for s in ("test", "open") if self.split.has(s)]
         ids, chunks = [], []
-        for part in parts:
+        for part in evaluation_lists(self.split, which):
             dataset = self.data.dataset(part, train=False)
             out = self.split_outputs(part)
             chunks.append(self.method.predict(out))
@@ -222,18 +222,26 @@ class Engine:
             for paths in distributed.all_gather_object(self.dist, sorted(self.data.skipped)):
                 self.data.skipped.update(paths)  # every rank's unreadable images, for the manifest and `partial`
             results = self._evaluate(val_preds, test_preds) if main else None
+            if main:
+                manifest.update(self._closing(started), status="complete", finished=provenance.now())
+                self.rundir.write_manifest(manifest)
+                self.rundir.write_results(results)  # last: its presence means complete
         except BaseException as exc:
+            if isinstance(exc, OSError) and exc.errno in WRITE_ERRORS:
+                exc = write_error(exc.filename, exc)
             if main:
                 manifest.update(self._closing(started), status="failed", error=f"{type(exc).__name__}: {exc}")
-                self.rundir.write_manifest(manifest)
+                try:
+                    self.rundir.write_manifest(manifest)
+                except OltrError:  # the disk is full: the manifest keeps its last state
+                    log.error("could not record the failure in %s", self.rundir.manifest_file)
+            if isinstance(exc, WriteError):
+                raise WriteError(f"{exc}. The run {self.rundir.path} is marked failed; run the same command with --resume "
+                                 "once there is space: it continues from its last checkpoint") from None
             raise
         finally:
             for hook in self.hooks:
                 hook.close()
-        if main:
-            manifest.update(self._closing(started), status="complete", finished=provenance.now())
-            self.rundir.write_manifest(manifest)
-            self.rundir.write_results(results)  # last: its presence means complete
         distributed.barrier(self.dist)
         return results
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import torch
 from tqdm import tqdm
 
-from oltr_bench.data.lists import ListDataset
+from oltr_bench.data.lists import ListDataset, guarded
 from oltr_bench.data.samplers import EpochBatches, epoch_batches, make_stream
 from oltr_bench.engine import distributed, optim
 from oltr_bench.engine.hooks import Hook, initial_best
@@ -96,7 +96,7 @@ class TrainLoop:
         finite = torch.ones((), dtype=torch.bool, device=engine.device)
         last_check = 0
         dataset: ListDataset | None = self.train_set if start == "images" else None
-        for step, batch in enumerate(batches):
+        for step, batch in enumerate(guarded(batches)):
             prepared = engine.data.inputs(batch, dataset)
             n = 0 if prepared is None else len(prepared[1])
             if cfg.data.skip_corrupt and distributed.all_min_int(dist, n) == 0:

@@ -4,24 +4,51 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from oltr_bench import formats
 from oltr_bench.errors import OltrError
-from oltr_bench.formats.jsonio import read_json
+from oltr_bench.formats.jsonio import expect, is_int, is_number, read_json
+from oltr_bench.protocols import PROTOCOLS
 from oltr_bench.utils.io import atomic_write_json
 
-REQUIRED = ("dataset", "metrics")
+def _fraction_or_null(value: Any) -> bool:
+    return value is None or (is_number(value) and 0 <= value <= 1)
+
+
+def _metrics(value: Any) -> bool:
+    return isinstance(value, dict) and all(_fraction_or_null(v) for v in value.values())
+
+
+# key -> (required, check, expected): what the report and the leaderboard read from a results file
+FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
+    "dataset": (True, lambda v: isinstance(v, str) and v.strip() != "", "the dataset's name"),
+    "metrics": (True, _metrics, "an object of SPEC.md §3 metrics, each a fraction in [0, 1] or null"),
+    "method": (False, lambda v: v is None or isinstance(v, str), "the method's name or null"),
+    "protocol": (False, lambda v: isinstance(v, str) and v in PROTOCOLS, f"one of {', '.join(PROTOCOLS)}"),
+    "open_threshold": (False, lambda v: v is None or is_number(v), "a finite threshold or null"),
+    "evaluation_set": (False, lambda v: v in ("test", "val"), "test or val"),
+    "split_fingerprint": (False, lambda v: isinstance(v, str), "the split's fingerprint"),
+    "partial": (False, lambda v: isinstance(v, bool), "true or false"),
+    "per_class_acc": (False, lambda v: isinstance(v, list) and all(_fraction_or_null(a) for a in v), "a list of fractions or nulls"),
+    "train_counts": (False, lambda v: isinstance(v, list) and all(is_int(c) and c >= 0 for c in v), "a list of class counts"),
+    "val_metrics": (False, _metrics, "an object of SPEC.md §3 metrics"),
+    "groups": (False, lambda v: isinstance(v, dict), "an object"),
+    "counts": (False, lambda v: isinstance(v, dict), "an object"),
+    "curves": (False, lambda v: isinstance(v, dict), "an object of curves"),
+    "provenance": (False, lambda v: isinstance(v, dict), "an object"),
+}
 
 
 def load_results(path: str | os.PathLike) -> dict[str, Any]:
-    """A results file, checked to be one (its ``format``, ``dataset`` and ``metrics``); ``_path`` names it."""
+    """A results file, checked to be one: its ``format`` and the kinds of the keys readers use
+    (each problem names the file and key); ``_path`` names it."""
+    where = str(path)
     data = read_json(Path(path), "a results.json (SPEC.md §3)")
     if not formats.is_format(data.get("format"), formats.RESULTS):
         raise OltrError(f"{path}: format {data.get('format')!r} is not an oltr-bench results file")
-    for key in REQUIRED:
-        if key not in data:
-            raise OltrError(f"{path}: key {key!r} is missing; expected an oltr-bench results file (SPEC.md §3)")
+    for key, (required, check, expected) in FIELDS.items():
+        expect(data, key, where, check, expected, required=required)
     data["_path"] = str(path)
     return data
 

@@ -27,6 +27,7 @@ import yaml
 
 from oltr_bench import formats
 from oltr_bench.errors import OltrError
+from oltr_bench.formats.jsonio import loads_yaml, read_json
 from oltr_bench.formats.results import load_results, write_results
 from oltr_bench.utils.io import atomic_write_json, atomic_write_text
 
@@ -124,9 +125,12 @@ class RunDir:
     # -- config, manifest, status --------------------------------------------------------------
     def read_config(self) -> dict[str, Any] | None:
         """The resolved config the run was started with (None: absent or unreadable)."""
+        text = self.config_text()
+        if text is None:
+            return None
         try:
-            cfg = yaml.safe_load(self.config_file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            cfg = loads_yaml(text, str(self.config_file), "a run's config.yaml")
+        except OltrError:
             return None
         return cfg if isinstance(cfg, dict) else None
 
@@ -142,10 +146,9 @@ class RunDir:
     def read_manifest(self) -> dict[str, Any] | None:
         """The run manifest (None: absent, unreadable or not a JSON object)."""
         try:
-            data = json.loads(self.manifest_file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return read_json(self.manifest_file, "a run manifest")
+        except OltrError:
             return None
-        return data if isinstance(data, dict) else None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write_json(self.manifest_file, manifest)
@@ -180,7 +183,7 @@ class RunDir:
         for line in self.log_file.read_text(encoding="utf-8").splitlines():
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 continue  # a line cut by a crash
             if isinstance(record, dict):
                 yield line, record

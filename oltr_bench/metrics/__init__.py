@@ -40,7 +40,7 @@ _SUBMODULES = {
     "score_predictions": "oltr_bench.metrics.core",
     "top1": "oltr_bench.metrics.core",
     "write_predictions": "oltr_bench.metrics.predictions",
-    "write_results": "oltr_bench.metrics.evaluate",
+    "write_results": "oltr_bench.formats.results",
 }
 
 

@@ -6,14 +6,13 @@ import math
 import os
 from typing import Any
 
+from oltr_bench import formats
 from oltr_bench.errors import OltrError
 from oltr_bench.metrics.core import closed_predictions, score_predictions
 from oltr_bench.metrics.predictions import Predictions, align, load_predictions
 from oltr_bench.protocols import DEFAULT_THRESHOLD, get_protocol
 from oltr_bench.splits.format import SplitDir
-from oltr_bench.utils.io import atomic_write_json
-
-RESULTS_FORMAT = "oltr-bench-results/1"
+from oltr_bench.formats.results import write_results  # noqa: F401 - part of the metrics API (oltr_bench.metrics.write_results)
 
 
 def evaluate(
@@ -55,7 +54,7 @@ def evaluate(
         threshold=threshold,
     )
     return {
-        "format": RESULTS_FORMAT,
+        "format": formats.RESULTS,
         "dataset": split.dataset,
         "method": method or preds.meta.get("method"),
         "split_fingerprint": split.fingerprint,
@@ -74,10 +73,6 @@ def evaluate(
 
 
 def evaluate_file(path: str | os.PathLike, split: SplitDir, **kwargs: Any) -> dict[str, Any]:
-    """:func:`evaluate` of the predictions file at ``path``."""
-    return evaluate(load_predictions(path), split, **kwargs)
-
-
-def write_results(path: str | os.PathLike, results: dict[str, Any]) -> None:
-    """Write ``results.json`` atomically (a reader never sees a partial file)."""
-    atomic_write_json(path, results)
+    """:func:`evaluate` of the predictions file at ``path`` (its headers checked against the split before loading)."""
+    preds = load_predictions(path, split, which=kwargs.get("which", "test"), partial=kwargs.get("partial", False))
+    return evaluate(preds, split, **kwargs)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,12 @@ from typing import Any
 import numpy as np
 
 from oltr_bench.errors import OltrError
+from oltr_bench.formats import npz
+from oltr_bench.formats.jsonio import loads
 from oltr_bench.splits.format import SplitDir
 from oltr_bench.utils.io import atomic_open
 
+MAX_BYTES = 16 * 2**30  # the most an evaluation allocates for one file (ImageNet-LT's test + open in float64: 0.5 GB)
 REQUIRED_KEYS = ("ids", "split_fingerprint")
 OPTIONAL_KEYS = ("logits", "probs", "pred", "known_score", "meta")
 PROBS_TOLERANCE = 1e-3  # |Σ_c p_c − 1| allowed per row (float16 probabilities of 1000 classes stay within it)
@@ -93,55 +95,36 @@ def _string_scalar(arrays: dict[str, np.ndarray], key: str) -> str:
     return str(value)
 
 
-def load_predictions(path: str | os.PathLike) -> Predictions:
+def load_predictions(path: str | os.PathLike, split: SplitDir | None = None, which: str = "test", partial: bool = False,
+                     max_bytes: int = MAX_BYTES) -> Predictions:
     """Read a predictions file: a readable ``.npz`` of plain arrays with the keys of SPEC.md §2.
 
-    The contents are validated against a split by :func:`align` (``evaluate`` does both).
+    Keys, dtypes and shapes are checked from the array headers before anything is loaded: with
+    ``split``, the rows must be the evaluation set's ids (``which``: ``test`` = test + open, or
+    ``val``; with ``partial`` at most that many) and the columns its classes; the arrays together
+    must fit ``max_bytes``. The contents are validated against the split by :func:`align`
+    (``evaluate`` does both).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise OltrError(f"--predictions {path}: no such file; expected a predictions .npz (SPEC.md §2)")
-    with open(path, "rb") as fh:
-        magic = fh.read(6)
-    if magic == b"\x93NUMPY":
-        raise OltrError(f"{path}: found a single .npy array; expected an .npz archive of named arrays (numpy.savez)")
-    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # numpy would try to unpickle anything else
-        raise OltrError(f"{path}: found a file that starts with {magic!r}, not a zip archive; expected an .npz written by numpy.savez")
-    arrays: dict[str, np.ndarray] = {}
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            for key in data.files:
-                try:
-                    arrays[key] = data[key]
-                    if not isinstance(arrays[key], np.ndarray):  # numpy hands back raw bytes for a non-.npy member
-                        raise OltrError(f"{key}: found a zip member that is not a .npy array; "
-                                        "expected an archive written by numpy.savez")
-                except ValueError as exc:
-                    if "allow_pickle" not in str(exc):
-                        raise
-                    raise OltrError(
-                        f"{key}: found an object array, which would need unpickling; expected a plain numeric or "
-                        "string array (e.g. np.asarray(values, dtype=str)); predictions are loaded with allow_pickle=False"
-                    ) from None
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise OltrError(f"{path} is not a readable .npz file ({exc}); expected an archive written by numpy.savez") from None
-    allowed = REQUIRED_KEYS + OPTIONAL_KEYS
-    unknown = sorted(set(arrays) - set(allowed))
-    if unknown:
-        raise OltrError(f"{unknown[0]}: unexpected key (found keys {sorted(arrays)}); expected only {', '.join(allowed)}")
-    for key in REQUIRED_KEYS:
-        if key not in arrays:
-            raise OltrError(f"{key}: missing (found keys {sorted(arrays)}); a predictions file needs ids, split_fingerprint and logits or probs")
-    has_logits, has_probs = "logits" in arrays, "probs" in arrays
-    if has_logits == has_probs:
-        raise OltrError(f"logits/probs: found {'both' if has_logits else 'neither'}; expected exactly one of the two keys")
+    with npz.inspect(path, "a predictions .npz (SPEC.md §2)") as archive:
+        members = archive.members
+        allowed = REQUIRED_KEYS + OPTIONAL_KEYS
+        unknown = sorted(set(members) - set(allowed))
+        if unknown:
+            raise OltrError(f"{unknown[0]}: unexpected key (found keys {sorted(members)}); expected only {', '.join(allowed)}")
+        for key in REQUIRED_KEYS:
+            if key not in members:
+                raise OltrError(f"{key}: missing (found keys {sorted(members)}); a predictions file needs ids, split_fingerprint and logits or probs")
+        has_logits, has_probs = "logits" in members, "probs" in members
+        if has_logits == has_probs:
+            raise OltrError(f"logits/probs: found {'both' if has_logits else 'neither'}; expected exactly one of the two keys")
+        _check_declared(members, "logits" if has_logits else "probs", split, which, partial)
+        if archive.nbytes > max_bytes:
+            raise OltrError(f"{archive.path}: the arrays declare {archive.nbytes:,} bytes, more than the {max_bytes:,} this "
+                            "evaluation may allocate; expected at most the split's ids x classes")
+        arrays = {key: archive.load(key) for key in members}
     meta: dict[str, Any] = {}
     if "meta" in arrays:
-        text = _string_scalar(arrays, "meta")
-        try:
-            meta = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise OltrError(f"meta: found invalid JSON ({exc}); expected a JSON object as a string") from None
+        meta = loads(_string_scalar(arrays, "meta"), "meta", "a JSON object as a string")
         if not isinstance(meta, dict):
             raise OltrError(f"meta: found a JSON {type(meta).__name__}; expected a JSON object")
         if "method" in meta and not isinstance(meta["method"], str):
@@ -157,11 +140,46 @@ def load_predictions(path: str | os.PathLike) -> Predictions:
     )
 
 
+def _check_declared(members: dict[str, npz.Member], scores_key: str, split: SplitDir | None, which: str, partial: bool) -> None:
+    """Kinds and shapes from the headers, and against the split when it is known (before any allocation)."""
+    for key in ("split_fingerprint", "meta"):
+        if key in members and (members[key].shape != () or members[key].dtype.kind != "U"):
+            raise OltrError(f"{key}: found {members[key].describe()}; expected a string scalar (np.asarray(text, dtype=str))")
+    ids = members["ids"]
+    if len(ids.shape) != 1 or ids.dtype.kind != "U":
+        raise OltrError(f"ids: found {ids.describe()}; expected a 1-D array of strings (np.asarray(ids, dtype=str))")
+    scores = members[scores_key]
+    if len(scores.shape) != 2 or scores.dtype.kind != "f":
+        raise OltrError(f"{scores_key}: found {scores.describe()}; expected a 2-D float array [N, C]")
+    for key, kinds, kind in (("pred", "iu", "an integer"), ("known_score", "f", "a float")):
+        if key in members and (members[key].shape != ids.shape or members[key].dtype.kind not in kinds):
+            raise OltrError(f"{key}: found {members[key].describe()}; expected {kind} array of shape {ids.shape}")
+    if split is None:
+        return
+    n = expected_count(split, which)
+    if ids.shape[0] > n:  # fewer rows are refused by align, which says which ids are missing
+        lists = "val list" if which == "val" else "test and open lists"
+        raise OltrError(f"ids: the header declares {ids.shape[0]:,} rows; expected at most {n:,}, one per id of the split's {lists}")
+    if scores.shape[0] != ids.shape[0]:
+        raise OltrError(f"{scores_key}: found {scores.shape[0]:,} rows; expected one per id ({ids.shape[0]:,})")
+    if scores.shape[1] != split.num_classes:
+        raise OltrError(f"{scores_key}: found {scores.shape[1]:,} columns; expected {split.num_classes:,} (the split's class count)")
+
+
+def evaluation_lists(split: SplitDir, which: str) -> list[str]:
+    """The lists of an evaluation set: ``val``, or ``test`` = the test list then the open list."""
+    return ["val"] if which == "val" else [s for s in ("test", "open") if split.has(s)]
+
+
+def expected_count(split: SplitDir, which: str) -> int:
+    """The number of ids of an evaluation set, from the manifest."""
+    return sum(int(split.manifest["files"][part]["lines"]) for part in evaluation_lists(split, which))
+
+
 def expected_ids(split: SplitDir, which: str) -> tuple[list[str], np.ndarray, dict[str, str]]:
-    """Ids, labels and the list each id comes from for an evaluation set (``val`` or ``test`` = test + open)."""
-    parts = ["val"] if which == "val" else [s for s in ("test", "open") if split.has(s)]
+    """Ids, labels and the list each id comes from for an evaluation set."""
     ids, labels, origin = [], [], {}
-    for part in parts:
+    for part in evaluation_lists(split, which):
         for path, label in split.entries(part):
             ids.append(path)
             labels.append(label)

@@ -10,11 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
 from oltr_bench import formats
 from oltr_bench.errors import OltrError
-from oltr_bench.formats.jsonio import read_json
+from oltr_bench.formats.jsonio import loads_yaml, read_json
 from oltr_bench.formats.results import load_results
 from oltr_bench.formats.rundir import RunDir
 from oltr_bench.report import entries as lb
@@ -56,10 +54,7 @@ def load_run(path: Path) -> RunRecord:
     if run is not None:
         if run.config_file.is_file():
             record.config_text = run.config_text()
-            try:
-                config = yaml.safe_load(record.config_text or "")
-            except yaml.YAMLError as exc:
-                raise OltrError(f"{run.config_file} is not valid YAML: {exc}") from None
+            config = loads_yaml(record.config_text or "", str(run.config_file), "a run's config.yaml")
             record.config = config if isinstance(config, dict) else None
         if run.manifest_file.is_file():
             record.manifest = read_json(run.manifest_file, "a run manifest")

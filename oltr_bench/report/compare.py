@@ -123,7 +123,7 @@ def _evaluate(preds: str, modified: int, split_dir: str, protocol: str, threshol
     split = _split(split_dir)
     if split.fingerprint != fingerprint:
         raise OltrError(f"the split at its recorded place ({Path(split_dir).name}) is not the one it was scored on")
-    results = evaluate(load_predictions(preds), split, which="test", protocol=protocol, threshold=threshold, method=method)
+    results = evaluate(load_predictions(preds, split, "test"), split, which="test", protocol=protocol, threshold=threshold, method=method)
     return results["metrics"], results["open_threshold"]
 
 

@@ -10,18 +10,16 @@ taken, so concurrent adds each get their own file.
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 import re
 import tempfile
 from importlib.resources import files
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
 from oltr_bench import formats
 from oltr_bench.errors import OltrError
-from oltr_bench.formats.jsonio import file_format
+from oltr_bench.formats.jsonio import describe, file_format, is_number, read_json
 from oltr_bench.metrics.keys import METRIC_KEYS
 from oltr_bench.protocols import PROTOCOLS
 from oltr_bench.paths import work_dir
@@ -29,6 +27,7 @@ from oltr_bench.utils.io import dumps_json, sha256_file
 
 ENTRY_FORMAT = formats.ENTRY
 SOURCES = ("reported", "reproduced")
+MAX_ENTRY_BYTES = 2**20  # an entry is a few KB
 SHIPPED_PACKAGE = "oltr_bench.leaderboard_data"
 SPLITS_PACKAGE = "oltr_bench.splits_data"
 
@@ -48,17 +47,8 @@ def is_http_url(value: Any) -> bool:
 
 # -- the schema ----------------------------------------------------------------------------------
 
-def _describe(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _is_fraction(value: Any) -> bool:
-    return _is_number(value) and 0 <= value <= 1
+    return is_number(value) and 0 <= value <= 1
 
 
 class _Checker:
@@ -68,7 +58,7 @@ class _Checker:
         self.errors: list[str] = []
 
     def bad(self, key: str, found: Any, expected: str) -> None:
-        self.errors.append(f"{key}: found {_describe(found)}, expected {expected}")
+        self.errors.append(f"{key}: found {describe(found)}, expected {expected}")
 
     def missing(self, key: str, expected: str) -> None:
         self.errors.append(f"{key}: missing, expected {expected}")
@@ -80,12 +70,22 @@ class _Checker:
                 self.errors.append(f"{where}{key}: unknown key, expected one of: {', '.join(allowed)}")
 
 
+MAX_TEXT = 10_000  # characters of a free-text field (notes); names and the like get MAX_NAME
+MAX_NAME = 200
+MAX_EPOCHS = 100_000
+MAX_OTHER = 1e6  # |value| of an other_metrics number (published numbers: percents, fractions, counts)
+
+
 def _string(v: Any) -> bool:
-    return isinstance(v, str) and v.strip() != ""
+    return isinstance(v, str) and v.strip() != "" and len(v) <= MAX_NAME
 
 
 def _opt_string(v: Any) -> bool:
-    return v is None or isinstance(v, str)
+    return v is None or (isinstance(v, str) and len(v) <= MAX_NAME)
+
+
+def _opt_text(v: Any) -> bool:
+    return v is None or (isinstance(v, str) and len(v) <= MAX_TEXT)
 
 
 def _opt_bool(v: Any) -> bool:
@@ -93,7 +93,7 @@ def _opt_bool(v: Any) -> bool:
 
 
 def _opt_epochs(v: Any) -> bool:
-    return v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+    return v is None or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_EPOCHS)
 
 
 def _opt_threshold(v: Any) -> bool:
@@ -103,21 +103,22 @@ def _opt_threshold(v: Any) -> bool:
 # Plain top-level fields: key -> (required, check, what was expected).
 FIELDS: dict[str, tuple[bool, Any, str]] = {
     "format": (True, lambda v: v == ENTRY_FORMAT, f"{ENTRY_FORMAT!r}"),
-    "name": (True, _string, "a non-empty string"),
+    "name": (True, _string, f"a non-empty string of at most {MAX_NAME} characters"),
     "method": (True, _string, "a non-empty string (the method's registry name, e.g. 'dme')"),
     "dataset": (True, lambda v: isinstance(v, str) and DATASET_RE.match(v) is not None, "a dataset name like 'imagenet_lt'"),
-    "protocol": (True, lambda v: v in PROTOCOLS, f"one of {', '.join(PROTOCOLS)}"),
+    "protocol": (True, lambda v: isinstance(v, str) and v in PROTOCOLS, f"one of {', '.join(PROTOCOLS)}"),
     "source": (True, lambda v: v in SOURCES, f"one of {', '.join(SOURCES)}"),
     "verified": (True, lambda v: isinstance(v, bool), "true or false (set by 'oltr-bench leaderboard add' only)"),
     "backbone": (False, _opt_string, "a string or null"),
     "pretraining": (False, _opt_string, "a string ('none' for training from scratch) or null"),
     "extra_data": (False, _opt_bool, "true, false or null"),
-    "epochs": (False, _opt_epochs, "a non-negative integer or null"),
+    "epochs": (False, _opt_epochs, f"an integer in 0..{MAX_EPOCHS:,} or null"),
     "open_threshold": (False, _opt_threshold, "a threshold in [0, 1], or null when the method rejects on its own"),
-    "notes": (False, _opt_string, "a string"),
+    "notes": (False, _opt_text, f"a string of at most {MAX_TEXT:,} characters"),
     "code_url": (False, lambda v: v is None or is_http_url(v), "an http(s) URL or null"),
     "added": (False, _opt_string, "an ISO date string"),
-    "seeds": (False, lambda v: isinstance(v, list) and all(isinstance(s, int) and not isinstance(s, bool) for s in v), "a list of integer seeds"),
+    "seeds": (False, lambda v: isinstance(v, list) and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in v),
+              "a list of non-negative integer seeds"),
     "provenance": (False, lambda v: isinstance(v, dict), "an object"),
 }
 COMPOSITE = ("paper", "metrics", "metrics_std", "other_metrics", "verification")
@@ -126,6 +127,12 @@ PAPER_KEYS = {"title": _string, "venue": _string, "year": lambda v: isinstance(v
 PAPER_EXPECTED = {"title": "a non-empty string", "venue": "a non-empty string", "year": "a year like 2019", "url": "an http(s) URL"}
 VERIFICATION_KEYS = ("split_fingerprint", "predictions_sha256", "predictions", "evaluated_by")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def inside_folder(path: str) -> bool:
+    """A relative path that stays inside the folder it is relative to (no '..', not absolute, no drive)."""
+    parts = PurePosixPath(path.replace("\\", "/")).parts
+    return bool(parts) and not path.startswith(("/", "\\")) and ":" not in path and ".." not in parts
 
 
 def entry_errors(data: Any) -> list[str]:
@@ -168,16 +175,16 @@ def entry_errors(data: Any) -> list[str]:
             for key, value in std.items():
                 if not isinstance(metrics, dict) or key not in metrics:
                     c.bad(f"metrics_std.{key}", value, "a key that is also in metrics")
-                elif value is not None and not (_is_number(value) and value >= 0):
-                    c.bad(f"metrics_std.{key}", value, "a non-negative number or null")
+                elif value is not None and not _is_fraction(value):
+                    c.bad(f"metrics_std.{key}", value, "a standard deviation in [0, 1] (of fractions) or null")
     other = data.get("other_metrics")
     if other is not None:
-        if not isinstance(other, dict) or not all(isinstance(k, str) and k.strip() for k in other):
+        if not isinstance(other, dict) or not all(_string(k) for k in other):
             c.bad("other_metrics", other, "an object mapping a label to a number")
         else:
             for key, value in other.items():
-                if not _is_number(value):
-                    c.bad(f"other_metrics.{key}", value, "a number")
+                if not (is_number(value) and abs(value) <= MAX_OTHER):
+                    c.bad(f"other_metrics.{key}", value, f"a number between -{MAX_OTHER:g} and {MAX_OTHER:g}")
     has_metrics = isinstance(metrics, dict) and any(v is not None for v in metrics.values())
     if isinstance(metrics, dict) and not has_metrics and not (isinstance(other, dict) and other):
         c.bad("metrics", metrics, "at least one non-null metric (or other_metrics)")
@@ -216,6 +223,8 @@ def _check_predictions_evidence(c: _Checker, verification: dict, provenance: Any
         isinstance(paths, list) and all(isinstance(p, str) and p for p in paths) and len(paths) == len(predictions_digests(verification))
     ):
         c.bad("verification.predictions", paths, "a list of file paths, one per digest of verification.predictions_sha256")
+    elif paths is not None and not all(inside_folder(p) for p in paths):
+        c.bad("verification.predictions", paths, "paths inside the entry's folder (relative, without '..')")
 
 
 def _verified_errors(data: dict) -> list[str]:
@@ -251,10 +260,10 @@ def canonical_fingerprint(dataset: str) -> str | None:
     """
     for path in _json_files(Path(str(files(SPLITS_PACKAGE)))):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+            data = read_json(path, "a split specification")
+        except OltrError:
             continue
-        if isinstance(data, dict) and data.get("dataset") == dataset and isinstance(data.get("fingerprint"), str):
+        if data.get("dataset") == dataset and isinstance(data.get("fingerprint"), str):
             return data["fingerprint"]
     return None
 
@@ -299,13 +308,8 @@ def check_writable_location(root: Path) -> None:
 # -- reading and writing -----------------------------------------------------------------------------
 
 def load_entry(path: Path) -> dict[str, Any]:
-    """Read one entry file (JSON syntax only; :func:`entry_errors` checks the schema)."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise OltrError(f"{path}: cannot read the leaderboard entry: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise OltrError(f"{path}: not valid JSON ({exc}); expected a leaderboard entry (SPEC.md §4)") from None
+    """Read one entry file (the checked JSON reader; :func:`entry_errors` checks the schema)."""
+    return read_json(path, "a leaderboard entry (SPEC.md §4)", max_bytes=MAX_ENTRY_BYTES)
 
 
 def location_errors(path: Path, data: dict[str, Any]) -> list[str]:
@@ -328,12 +332,9 @@ def validate_files(paths: Iterable[Path]) -> dict[Path, list[str]]:
     report: dict[Path, list[str]] = {}
     for path in paths:
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            report[path] = [f"cannot read the file: {exc}"]
-            continue
-        except json.JSONDecodeError as exc:
-            report[path] = [f"not valid JSON ({exc})"]
+            data = load_entry(path)
+        except OltrError as exc:
+            report[path] = [str(exc).removeprefix(f"{path}: ")]
             continue
         errors = entry_errors(data)
         if isinstance(data, dict):
@@ -357,6 +358,8 @@ def predictions_errors(path: Path, data: dict[str, Any]) -> list[str]:
         return []
     errors = []
     for i, (name, digest) in enumerate(zip(verification["predictions"], predictions_digests(verification))):
+        if not inside_folder(name):
+            continue  # refused by entry_errors; never read a file outside the entry's folder
         file = Path(path).parent / name
         if file.is_file() and (found := sha256_file(file)) != digest:
             errors.append(f"verification.predictions_sha256[{i}]: found {digest[:16]}..., but {file} has sha256 {found[:16]}...; "

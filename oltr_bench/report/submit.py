@@ -8,8 +8,8 @@ and agree with the run's ``results.json``.
 
 from __future__ import annotations
 
+import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,6 +25,8 @@ from oltr_bench.report.collect import RunRecord, predictions_file, recorded_spli
 from oltr_bench.report.rows import run_rows
 from oltr_bench.splits.format import SplitDir, load_split_dir
 from oltr_bench.utils.io import sha256_file
+
+log = logging.getLogger(__name__)
 
 # Options of ``leaderboard add`` that describe the entry (None = keep what the runs say).
 DESCRIPTIVE = ("name", "method", "backbone", "pretraining", "extra_data", "epochs", "notes", "code_url")
@@ -57,7 +59,7 @@ def verify_run(record: RunRecord, splits: Path | None = None) -> tuple[Path | No
         return None, f"--splits {split_path} is not the canonical {dataset} split"
     threshold = res.get("open_threshold")
     recomputed = evaluate(
-        load_predictions(preds_path), split, which="test", protocol=res["protocol"],
+        load_predictions(preds_path, split, "test"), split, which="test", protocol=res["protocol"],
         threshold=DEFAULT_THRESHOLD if threshold is None else threshold, method=res.get("method"),
     )
     for key, claimed in (res.get("metrics") or {}).items():
@@ -77,23 +79,30 @@ def verify_run(record: RunRecord, splits: Path | None = None) -> tuple[Path | No
 
 def _verification(dataset: str, predictions: Sequence[Path], entry_dir: Path | None) -> dict[str, Any]:
     """The evidence of a verified entry: one predictions sha256 per run (in ``provenance.runs``
-    order) and, when the entry's folder is known, where those files are relative to it, so that
-    ``leaderboard validate`` can re-check them while they exist."""
+    order) and, when every file lies inside the entry's folder, where they are relative to it, so
+    that ``leaderboard validate`` can re-check them while they exist (it never reads outside the
+    entry's folder)."""
     evidence: dict[str, Any] = {
         "split_fingerprint": lb.canonical_fingerprint(dataset),
         "predictions_sha256": [sha256_file(p) for p in predictions],
     }
     if entry_dir is not None:
-        evidence["predictions"] = [_relative_to(p, entry_dir) for p in predictions]
+        relative = [_inside(p, entry_dir) for p in predictions]
+        if all(r is not None for r in relative):
+            evidence["predictions"] = relative
+        else:
+            log.info("the predictions are outside %s: the entry keeps their sha256 only (keep a copy beside the entry "
+                     "for 'leaderboard validate' to re-check them)", entry_dir)
     evidence["evaluated_by"] = f"oltr-bench {__version__}"
     return evidence
 
 
-def _relative_to(path: Path, folder: Path) -> str:
+def _inside(path: Path, folder: Path) -> str | None:
+    """``path`` relative to ``folder`` if it lies inside it, else None."""
     try:
-        return Path(os.path.relpath(path.resolve(), folder.resolve())).as_posix()
-    except ValueError:  # another drive (Windows): no relative path exists
-        return path.resolve().as_posix()
+        return path.resolve().relative_to(folder.resolve()).as_posix()
+    except ValueError:
+        return None
 
 
 def entry_from_runs(

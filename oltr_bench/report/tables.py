@@ -91,8 +91,19 @@ def metric_columns(table: Sequence[Row]) -> tuple[tuple[str, str], ...]:
     return METRIC_COLUMNS + (OPEN_SHOT_COLUMNS if only_open else ())
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+_MD_ESCAPES = {"\\": "\\\\", "|": "\\|", "`": "\\`", "*": "\\*", "[": "\\[", "]": "\\]",
+               "<": "&lt;", ">": "&gt;", "&": "&amp;", "\n": " ", "\r": " "}
+
+
+def md_escape(text: str) -> str:
+    """``text`` as literal Markdown text: no table cell break, no HTML, no link, no emphasis or code
+    (names and notes come from strangers' files)."""
+    return "".join(_MD_ESCAPES.get(ch, ch) for ch in text)
+
+
+def _md_cell(text: str) -> str:
+    """A cell we composed (its data parts already :func:`md_escape`'d, our own markup kept): one line."""
+    return text.replace("\n", " ").replace("\r", " ")
 
 
 def markdown_tables(rows: Sequence[Row], percent: bool = False, compare: bool = True) -> str:
@@ -102,14 +113,14 @@ def markdown_tables(rows: Sequence[Row], percent: bool = False, compare: bool = 
         other = any(r.other_metrics for r in table)
         columns = metric_columns(table)
         headers = [*INFO_COLUMNS, *(title for _, title in columns), *(["Other reported"] if other else [])]
-        out.append(f"### {table_title(dataset, protocol, evaluation_set)}\n")
+        out.append(f"### {table_title(md_escape(dataset), protocol, evaluation_set)}\n")
         out.append("| " + " | ".join(headers) + " |")
         out.append("|" + "---|" * len(headers))
         for row in table:
-            cells = info_cells(row) + [fmt_metric(row, key, percent) for key, _ in columns]
+            cells = [md_escape(c) for c in info_cells(row)] + [fmt_metric(row, key, percent) for key, _ in columns]
             if other:
-                cells.append(fmt_other(row))
-            out.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
+                cells.append(md_escape(fmt_other(row)))
+            out.append("| " + " | ".join(cells) + " |")
         notes = [LEGEND]
         if any(r.partial for r in table):
             notes.append("(quick): a `--quick` run on a subset of the test ids; never a valid result.")
@@ -120,14 +131,15 @@ def markdown_tables(rows: Sequence[Row], percent: bool = False, compare: bool = 
     return "\n".join(out)
 
 
-def comparison_measure(c: Comparison) -> str:
-    """How our numbers in a comparison were measured, and whether that matches the reported row."""
+def comparison_measure(c: Comparison, escape=lambda text: text) -> str:
+    """How our numbers in a comparison were measured, and whether that matches the reported row
+    (``escape`` applies to the free text, which may name a stranger's run)."""
     parts = [f"`{c.protocol}`, τ {fmt_threshold(c.threshold)}"]
     if c.rescored:
         parts.append(f"re-scored from its predictions (as run: `{c.ours.protocol}`, τ {fmt_threshold(c.ours.open_threshold)})")
     differ = [what for what, same in (("protocols", c.same_protocol), ("thresholds", c.same_threshold)) if not same]
     if differ:
-        parts.append(f"{' and '.join(differ)} differ: {c.mismatch}")
+        parts.append(f"{' and '.join(differ)} differ: {escape(c.mismatch)}")
     return "; ".join(parts)
 
 
@@ -141,12 +153,13 @@ COMPARISON_LEGEND = (
 def markdown_comparison(comparisons: Sequence[Comparison], percent: bool = False) -> str:
     out = ["### Reported vs reproduced\n", "| Dataset | Method | Reported | Ours | Metric | Reported | Ours | Gap |", "|---|---|---|---|---|---|---|---|"]
     for c in comparisons:
-        rep = f"{c.reported.display_name} (`{c.reported.protocol}`, τ {fmt_threshold(c.reported.open_threshold)})"
-        ours = f"{c.ours.display_name} ({comparison_measure(c)})"
+        rep = f"{md_escape(c.reported.display_name)} (`{c.reported.protocol}`, τ {fmt_threshold(c.reported.open_threshold)})"
+        ours = f"{md_escape(c.ours.display_name)} ({comparison_measure(c, md_escape)})"
         for key, reported, mine, gap in c.gaps:
             sign = "+" if gap >= 0 else "−"
-            cells = [c.reported.dataset, c.reported.method, rep, ours, key, fmt_number(reported, percent), fmt_number(mine, percent), sign + fmt_number(abs(gap), percent)]
-            out.append("| " + " | ".join(_md_escape(x) for x in cells) + " |")
+            cells = [md_escape(c.reported.dataset), md_escape(c.reported.method), rep, ours, key, fmt_number(reported, percent),
+                     fmt_number(mine, percent), sign + fmt_number(abs(gap), percent)]
+            out.append("| " + " | ".join(_md_cell(x) for x in cells) + " |")
     out.append("\n" + COMPARISON_LEGEND + "\n")
     return "\n".join(out)
 

@@ -8,7 +8,7 @@ identifies the exact lists: sha256 of the lines ``train:<sha>``, ``val:<sha>``, 
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import re
 from collections import Counter
@@ -18,10 +18,16 @@ from typing import Any, Iterable, Sequence
 
 from oltr_bench import formats
 from oltr_bench.errors import OltrError
-from oltr_bench.utils.io import atomic_directory, atomic_write_json, sha256_bytes
+from oltr_bench.formats.jsonio import bad, expect, is_int, read_json
+from oltr_bench.utils.io import DirectoryTaken, atomic_directory, atomic_write_json, sha256_bytes
 
 FORMAT = formats.SPLITS
 MANIFEST = "manifest.json"
+MAX_CLASSES = 10_000_000
+MAX_LIST_BYTES = 2**30
+_LIST_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test", "open")
 _WHITESPACE = re.compile(r"\s")
 KNOWN_PREFIXES = {"imagenet_lt": "ImageNet_LT", "places_lt": "Places_LT", "ms1m_lt": "MS1M_LT"}
@@ -58,6 +64,7 @@ def parse_list(text: str, where: str, num_classes: int | None = None, open_list:
     ``0..num_classes-1``; in an open list every label must be ``-1``.
     """
     entries: list[tuple[str, int]] = []
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark some editors write
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -236,14 +243,24 @@ def write_split_dir(
         "source": source,
         "fingerprint": fingerprint({s: f["sha256"] for s, f in files.items()}),
     }
-    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
-        for split, data in texts.items():
-            (tmp / files[split]["name"]).write_bytes(data)
-        for name, data in (extra_files or {}).items():
-            (tmp / name).write_bytes(data)
-        if populate is not None:
-            populate(tmp)
-        atomic_write_json(tmp / MANIFEST, manifest)
+    try:
+        with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+            for split, data in texts.items():
+                (tmp / files[split]["name"]).write_bytes(data)
+            for name, data in (extra_files or {}).items():
+                (tmp / name).write_bytes(data)
+            if populate is not None:
+                populate(tmp)
+            atomic_write_json(tmp / MANIFEST, manifest)
+    except DirectoryTaken as exc:
+        # Two make-splits into one folder: the first to finish wins. The other succeeds if the
+        # winner wrote the same lists (same inputs and seed), and says so otherwise.
+        other = load_split_dir(out_dir)
+        if other.fingerprint != manifest["fingerprint"]:
+            raise OltrError(f"{exc}, and its lists differ from these (fingerprint {other.fingerprint[:16]}... instead of "
+                            f"{manifest['fingerprint'][:16]}...); write this split elsewhere with --out, or --overwrite") from None
+        log.info("%s was written by another process meanwhile, with the same lists; using it", out_dir)
+        return other
     return SplitDir(out_dir, manifest)
 
 
@@ -261,15 +278,8 @@ def load_split_dir(path: str | os.PathLike, verify: bool = True) -> SplitDir:
             f"{path} is not a split directory: {manifest_path} is missing "
             "(create one with 'oltr-bench make-splits')"
         )
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise OltrError(f"{manifest_path} is not valid JSON: {exc}") from None
-    if manifest.get("format") != FORMAT:
-        raise OltrError(f"{manifest_path}: format {manifest.get('format')!r} is not supported; expected {FORMAT!r}")
-    for key in ("dataset", "prefix", "num_classes", "classes", "roots", "files", "train_counts", "fingerprint"):
-        if key not in manifest:
-            raise OltrError(f"{manifest_path}: missing key {key!r}")
+    manifest = read_json(manifest_path, "a split manifest (SPEC.md §1)")
+    check_manifest(manifest, str(manifest_path))
     split = SplitDir(path, manifest)
     if verify:
         shas, texts = {}, {}
@@ -277,6 +287,9 @@ def load_split_dir(path: str | os.PathLike, verify: bool = True) -> SplitDir:
             file = path / info["name"]
             if not file.is_file():
                 raise OltrError(f"{manifest_path} lists {info['name']} but {file} does not exist")
+            if file.stat().st_size > MAX_LIST_BYTES:
+                raise OltrError(f"{file}: {file.stat().st_size:,} bytes, more than the {MAX_LIST_BYTES:,} a list may have "
+                                "(MS1M-LT's largest is about 0.1 GB)")
             data = file.read_bytes()
             sha = sha256_bytes(data)
             if sha != info["sha256"]:
@@ -289,6 +302,43 @@ def load_split_dir(path: str | os.PathLike, verify: bool = True) -> SplitDir:
             raise OltrError(f"{manifest_path}: fingerprint does not match the list files")
         _check_derived_keys(split, manifest_path, texts)
     return split
+
+
+def _is_list_name(value: Any) -> bool:
+    """A plain file name inside the split directory: no folder, no '..', nothing hidden."""
+    return isinstance(value, str) and bool(_LIST_NAME.fullmatch(value)) and value not in (".", "..")
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and bool(_SHA256.fullmatch(value))
+
+
+def check_manifest(manifest: dict[str, Any], where: str) -> None:
+    """The kinds of a split manifest's keys (SPEC.md §1), before anything is used; list names are
+    confined to the split directory. The lists themselves are checked against it on load."""
+    if manifest.get("format") != FORMAT:
+        raise OltrError(f"{where}: format {manifest.get('format')!r} is not supported; expected {FORMAT!r}")
+    expect(manifest, "dataset", where, lambda v: isinstance(v, str) and v.strip() != "", "the dataset's name")
+    expect(manifest, "prefix", where, lambda v: isinstance(v, str), "the list-file prefix, e.g. ImageNet_LT")
+    expect(manifest, "num_classes", where, lambda v: is_int(v) and 1 <= v <= MAX_CLASSES, f"an integer in 1..{MAX_CLASSES:,}")
+    expect(manifest, "classes", where, lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
+           "a list of class names")
+    expect(manifest, "roots", where, lambda v: isinstance(v, dict) and all(isinstance(r, str) for r in v.values()),
+           "an object {split: root folder}")
+    files = expect(manifest, "files", where, lambda v: isinstance(v, dict) and bool(v), "an object {split: {name, lines, sha256}}")
+    for split, info in files.items():
+        key = f"files.{split}"
+        if not isinstance(info, dict):
+            raise bad(where, key, info, "an object {name, lines, sha256}")
+        expect(info, "name", where, _is_list_name, "a file name inside the split directory (no '/', no '..')", prefix=f"{key}.")
+        expect(info, "lines", where, lambda v: is_int(v) and v >= 0, "a line count", prefix=f"{key}.")
+        expect(info, "sha256", where, _is_sha256, "a sha256 hex digest", prefix=f"{key}.")
+        if split not in manifest["roots"]:
+            raise OltrError(f"{where}: roots.{split}: missing, expected the folder the {split} list's paths are relative to")
+    expect(manifest, "train_counts", where, lambda v: isinstance(v, list) and all(is_int(c) and c >= 0 for c in v),
+           "a list of per-class training counts")
+    expect(manifest, "source", where, lambda v: isinstance(v, dict), "an object describing how the split was made", required=False)
+    expect(manifest, "fingerprint", where, _is_sha256, "a sha256 hex digest")
 
 
 def _check_derived_keys(split: SplitDir, manifest_path: Path, texts: dict[str, bytes]) -> None:

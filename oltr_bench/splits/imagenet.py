@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
 import tarfile
 from collections import Counter
@@ -41,7 +42,6 @@ from oltr_bench.splits.profile import Profile
 from oltr_bench.splits.scan import (
     find_file,
     finish_test_list,
-    inform,
     list_images,
     missing_images,
     progress_bar,
@@ -50,6 +50,8 @@ from oltr_bench.splits.scan import (
     subdirectories,
 )
 from oltr_bench.splits.spec import ReleasedDataset, write_checked_split
+
+log = logging.getLogger(__name__)
 
 WNID = re.compile(r"^n\d{8}$")
 VAL_2012 = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
@@ -262,7 +264,7 @@ def _check_val_folders(val: Path, per_class: dict[str, list[str]], allow_missing
         missing_images("; ".join(problems), allow_missing)
     total = sum(len(paths) for paths in per_class.values())
     if total != VAL_IMAGES_2012:
-        inform(f"note: {val} holds {total:,} validation images; ILSVRC-2012 has {VAL_IMAGES_2012:,} (50 per class)")
+        log.info(f"note: {val} holds {total:,} validation images; ILSVRC-2012 has {VAL_IMAGES_2012:,} (50 per class)")
 
 
 def scan_val(root: Path, base: Path, progress: bool, allow_missing: bool) -> tuple[list[tuple[str, int]], str]:
@@ -334,7 +336,7 @@ def scan_open_2010(open_root: Path, progress: bool) -> tuple[list[tuple[str, int
             entries.append((p, -1))
             classes.add(labels[number])
     if len(classes) != OPEN_CLASSES_2010:
-        inform(
+        log.info(
             f"note: {len(classes)} ILSVRC-2010 classes of {source} are not in ILSVRC-2012; the released open set "
             f"has {OPEN_CLASSES_2010} (x 50 images)"
         )
@@ -392,7 +394,7 @@ class ImageNetLT(ReleasedDataset):
             source["open"] = {"from": "ILSVRC-2010 validation images of classes not in ILSVRC-2012", **open_info}
         else:
             source["open"] = None
-            inform(
+            log.info(
                 "no open split: ImageNet-LT's open set is the ILSVRC-2010 validation images of the 360 classes not "
                 "in ILSVRC-2012; pass --open-root with the ILSVRC-2010 val images and devkit to add it"
             )

@@ -28,6 +28,7 @@ List paths are ``rec:<key>``, relative to the folder holding ``train.rec`` and `
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,10 @@ from oltr_bench.errors import OltrError
 from oltr_bench.registry import DATASETS
 from oltr_bench.splits.builder import class_rng
 from oltr_bench.splits.format import SplitDir, write_split_dir
-from oltr_bench.splits.scan import inform, progress_bar
+from oltr_bench.splits.scan import progress_bar
 from oltr_bench.splits.spec import DatasetSpec, ensure_free
+
+log = logging.getLogger(__name__)
 
 PAPER_IMAGES, MS1M_ARCFACE_IMAGES = 887_500, 5_822_653
 DEFAULT_TRAIN_FRACTION = PAPER_IMAGES / MS1M_ARCFACE_IMAGES
@@ -64,7 +67,7 @@ def read_identities(rec: RecordIO, progress: bool) -> tuple[dict[int, range | np
                 f"{rec.rec_path}: header record 0 gives identity records [{id_start}, {id_end}), which the index does not hold"
             )
         if id_end > FLOAT32_EXACT:
-            inform(f"note: record keys above {FLOAT32_EXACT:,} are stored as float32 and may be off by one in the identity ranges")
+            log.info(f"note: record keys above {FLOAT32_EXACT:,} are stored as float32 and may be off by one in the identity ranges")
         identities: dict[int, range | np.ndarray] = {}
         taken = 0
         for key in progress_bar(range(id_start, id_end), desc="reading identities", total=id_end - id_start,
@@ -214,7 +217,7 @@ class MS1MLT(DatasetSpec):
             declared = property_file.read_text(encoding="utf-8").strip().split(",")[0]
             found["property_classes"] = int(declared) if declared.isdigit() else declared
             if declared.isdigit() and int(declared) != max(identities) + 1:
-                inform(f"note: {property_file} declares {declared} identities; the records have labels up to {max(identities)}")
+                log.info(f"note: {property_file} declares {declared} identities; the records have labels up to {max(identities)}")
         lists, known, figures = sample_ms1m(
             identities, train_fraction=fraction, val_per_class=val, test_per_class=test, open_per_class=open_n, seed=seed,
         )

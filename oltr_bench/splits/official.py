@@ -16,6 +16,7 @@ unchanged and records the counts in the manifest.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,8 +26,10 @@ from typing import Any, Callable
 from oltr_bench.errors import OltrError
 from oltr_bench.splits.format import SPLITS, SplitDir, fingerprint, format_list, parse_list, write_split_dir
 from oltr_bench.splits.profile import released_counts
-from oltr_bench.splits.scan import check_files, inform
+from oltr_bench.splits.scan import check_files
 from oltr_bench.utils.io import sha256_bytes
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -226,7 +229,7 @@ def import_lists(
         lists[split] = entries
         checks[split] = _verify(release, split, path, data, entries, dialect)
     for check in checks.values():
-        inform(check.describe())
+        log.info(check.describe())
     if not root.is_dir():
         raise OltrError(f"--root {root} does not exist or is not a directory; expected the images the lists refer to")
     roots = {split: root for split in lists if split != "open"}
@@ -253,7 +256,7 @@ def import_lists(
         if not allow_missing:
             raise OltrError("; ".join(problems) + "; or pass --allow-missing to import the lists anyway")
         for problem in problems:
-            inform("warning: " + problem)
+            log.warning("%s", problem)
     source = {
         "kind": "official",
         "lists": str(lists_dir.resolve()),
@@ -266,6 +269,6 @@ def import_lists(
     )
     names = {fp: what for what, fp in released_fingerprints(release.dataset).items()}
     if split_dir.fingerprint in names:
-        inform(f"the split is the released {release.prefix} ({names[split_dir.fingerprint]}), fingerprint {split_dir.fingerprint[:16]}")
+        log.info(f"the split is the released {release.prefix} ({names[split_dir.fingerprint]}), fingerprint {split_dir.fingerprint[:16]}")
     return split_dir
 

@@ -25,6 +25,7 @@ used for the train file names when present, which avoids a scan), and the "easyf
 
 from __future__ import annotations
 
+import logging
 import re
 from importlib import resources
 from pathlib import Path
@@ -39,7 +40,6 @@ from oltr_bench.splits.profile import Profile
 from oltr_bench.splits.scan import (
     find_file,
     finish_test_list,
-    inform,
     list_images,
     missing_images,
     progress_bar,
@@ -47,6 +47,8 @@ from oltr_bench.splits.scan import (
     scan_class_folders,
 )
 from oltr_bench.splits.spec import ReleasedDataset, write_checked_split
+
+log = logging.getLogger(__name__)
 
 # Places-LT label -> index in categories_places365.txt, where they differ (all lists use it).
 PLACES_LT_TO_OFFICIAL = {116: 118, 117: 116, 118: 117, 141: 142, 142: 141}
@@ -126,7 +128,7 @@ def _find_tree(root: Path) -> tuple[Path, str, str]:
     for name in _TRAIN_DIRS:
         if (root / name).is_dir():
             if name.startswith("data_large"):
-                inform(f"note: {root / name} holds the high-resolution images; the benchmark uses the 256x256 ones (data_256)")
+                log.info(f"note: {root / name} holds the high-resolution images; the benchmark uses the 256x256 ones (data_256)")
             return root, f"{name}/", "data_256"
     for base in (root, root / "places365_standard"):
         if (base / "train" / "airfield").is_dir():
@@ -158,7 +160,7 @@ def _train_from_file_list(root: Path, base: Path, prefix: str) -> dict[str, list
         files[name].append(prefix + path[1:])
     for paths in files.values():
         paths.sort()
-    inform(f"train file names from {listing}")
+    log.info(f"train file names from {listing}")
     return files
 
 
@@ -236,7 +238,7 @@ def scan_open(open_root: Path) -> list[tuple[str, int]]:
     if not images:
         raise OltrError(f"--open-root {open_root} has no images; expected the Places-Extra69 test images")
     if len(images) != EXPECTED_OPEN:
-        inform(f"note: {open_root} has {len(images):,} images; the released Places-LT open set has {EXPECTED_OPEN:,} (66 classes x 100)")
+        log.info(f"note: {open_root} has {len(images):,} images; the released Places-LT open set has {EXPECTED_OPEN:,} (66 classes x 100)")
     return [(p, -1) for p in images]
 
 
@@ -289,7 +291,7 @@ class PlacesLT(ReleasedDataset):
             source["open"] = {"from": "Places-Extra69 test images", "folder": roots["open"]}
         else:
             source["open"] = None
-            inform("no open split: Places-LT's open set is the Places-Extra69 test images; pass --open-root with them to add it")
+            log.info("no open split: Places-LT's open set is the Places-Extra69 test images; pass --open-root with them to add it")
         return write_checked_split(
             out_root / self.name, dataset=self.name, classes=names, lists=lists, roots=roots,
             source=source, overwrite=overwrite, progress=progress,

@@ -38,6 +38,7 @@ from scipy.special import betaincinv, roots_legendre
 
 from oltr_bench.errors import OltrError
 from oltr_bench.protocols import PROTOCOLS
+from oltr_bench.splits.scan import read_text
 
 # Quadrature sizes: doubling both changes no count of the profiles above (ratios move < 1e-5).
 _MAX_NODES = 200
@@ -199,7 +200,7 @@ def read_counts(spec: str, dataset: str | None = None) -> Profile:
         return Profile("counts", counts=tuple(released_counts(dataset)), name=f"released {dataset}")
     path = Path(spec)
     if path.is_file():
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, "--counts file")
         try:
             values = json.loads(text) if text.lstrip().startswith("[") else text.replace(",", " ").split()
             counts = tuple(int(v) for v in values)

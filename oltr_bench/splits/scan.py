@@ -8,6 +8,7 @@ one by one (:func:`check_files`).
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import sys
@@ -18,13 +19,10 @@ from tqdm import tqdm
 
 from oltr_bench.errors import OltrError
 
+log = logging.getLogger(__name__)
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 T = TypeVar("T")
-
-
-def inform(message: str) -> None:
-    """A note for the user on stderr (stdout carries only the split directory)."""
-    print(message, file=sys.stderr, flush=True)
 
 
 def progress_bar(items: Iterable[T], *, desc: str, total: int | None = None, enabled: bool = True, unit: str = "it") -> Iterator[T]:
@@ -47,10 +45,23 @@ def _scandir(directory: str) -> os.ScandirIterator:
         raise OltrError(f"{directory} cannot be read (permission denied)") from None
 
 
+def check_name(directory: str, name: str) -> None:
+    """Refuse a file name that is not valid UTF-8 (list files are UTF-8 text), naming it and the fix."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(os.path.join(directory, name))
+        raise OltrError(f"{shown!r}: the file name is not valid UTF-8, and split lists are UTF-8 text; rename it (for a tree "
+                        f"in another encoding: convmv -f latin1 -t utf-8 -r --notrash --notest {directory}) and run again") from None
+
+
 def subdirectories(directory: Path) -> list[str]:
     """Names of the non-hidden subdirectories of ``directory``, sorted."""
     with _scandir(str(directory)) as it:
-        return sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
+        names = sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
+    for name in names:
+        check_name(str(directory), name)
+    return names
 
 
 def list_images(directory: Path, prefix: str, recursive: bool = True) -> list[str]:
@@ -58,8 +69,11 @@ def list_images(directory: Path, prefix: str, recursive: bool = True) -> list[st
 
     A name with an image extension is taken as an image without a ``stat`` call (a directory
     named like an image, or a broken link, is caught later by :func:`check_files` if it is used).
+    A linked folder already visited (a symbolic-link loop) is skipped with a warning.
     """
     found: list[str] = []
+    start = os.stat(directory)
+    seen = {(start.st_dev, start.st_ino)}
     pending = [(str(directory), prefix)]
     while pending:
         path, rel = pending.pop()
@@ -70,8 +84,15 @@ def list_images(directory: Path, prefix: str, recursive: bool = True) -> list[st
                 if name.startswith("."):
                     continue
                 if name.lower().endswith(IMAGE_EXTENSIONS):
+                    check_name(path, name)
                     found.append(rel + name)
                 elif recursive and entry.is_dir():
+                    check_name(path, name)
+                    info = entry.stat()
+                    if (info.st_dev, info.st_ino) in seen:
+                        log.warning("skipping %s: it leads back to a folder already scanned (a symbolic-link loop)", entry.path)
+                        continue
+                    seen.add((info.st_dev, info.st_ino))
                     subdirs.append(name)
         pending.extend((os.path.join(path, d), f"{rel}{d}/") for d in subdirs)
     found.sort()
@@ -113,7 +134,7 @@ def missing_images(message: str, allow_missing: bool) -> None:
     """Stop on validation images that the labels name but the disk lacks, unless ``--allow-missing``."""
     if not allow_missing:
         raise OltrError(message + "; pass --allow-missing to write a test list without them")
-    inform("warning: " + message)
+    log.warning("%s", message)
 
 
 def finish_test_list(entries: list[tuple[str, int]], *, where: str, empty: str) -> list[tuple[str, int]]:
@@ -183,8 +204,9 @@ def find_file(roots: Sequence[Path], names: Sequence[str], *, max_depth: int = 3
 
 
 def read_text(path: Path, what: str) -> str:
+    """A UTF-8 text file the user gave (a byte-order mark at its start is dropped)."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise OltrError(f"{what} {path} is not UTF-8 text") from None
     except OSError as exc:

@@ -92,7 +92,7 @@ GOOD = json.loads((ROOT / "leaderboard" / "imagenet_lt" / "oltr2019-dme.json").r
         ({"source": "paper"}, "source: found \"paper\", expected one of reported, reproduced"),
         ({"verified": "yes"}, "verified: found \"yes\", expected true or false"),
         ({"verified": True}, "verified: found true, expected false for a 'reported' entry"),
-        ({"epochs": -1}, "epochs: found -1, expected a non-negative integer or null"),
+        ({"epochs": -1}, "epochs: found -1, expected an integer in 0..100,000 or null"),
         ({"extra_data": "no"}, "extra_data: found \"no\", expected true, false or null"),
         ({"paper": {**GOOD["paper"], "url": "javascript:alert(1)"}}, "paper.url: found \"javascript:alert(1)\", expected an http(s) URL"),
         ({"paper": {**GOOD["paper"], "year": "2019"}}, "paper.year: found \"2019\", expected a year like 2019"),
@@ -308,7 +308,8 @@ def test_a_verified_entry_of_several_seeds_keeps_the_digest_of_each_runs_predict
     from oltr_bench.utils.io import sha256_file
 
     monkeypatch.setattr(lb, "canonical_fingerprint", lambda d: embedded_split.fingerprint if d == "embedded" else None)
-    runs = [scored_run_dir(tmp_path / "runs", embedded_split, seed=seed)[0] for seed in (0, 1)]
+    # Runs kept inside the entry's folder, so that validate may read their predictions again.
+    runs = [scored_run_dir(tmp_path / "lb" / "embedded" / "runs", embedded_split, seed=seed)[0] for seed in (0, 1)]
     out = cli("leaderboard", "add", *map(str, runs), "--dir", str(tmp_path / "lb"), "--name", "plain, 2 seeds").output
     path = Path(out.strip().splitlines()[-1])
     entry = json.loads(path.read_text())
@@ -330,3 +331,20 @@ def test_a_verified_entry_of_several_seeds_keeps_the_digest_of_each_runs_predict
     entry["verification"]["predictions"] = ["gone/test.npz", "gone/test2.npz"]
     path.write_text(json.dumps(entry))
     assert cli("leaderboard", "validate", str(path)).output.strip() == "1 entries valid"
+    # Files outside the entry's folder are never named (so never read): only their digests are kept.
+    outside = [scored_run_dir(tmp_path / "elsewhere", embedded_split, seed=seed)[0] for seed in (0, 1)]
+    out = cli("leaderboard", "add", *map(str, outside), "--dir", str(tmp_path / "lb2"), "--name", "plain, 2 seeds").output
+    entry = json.loads(Path(out.strip().splitlines()[-1]).read_text())
+    assert entry["verified"] is True and "predictions" not in entry["verification"]
+    assert entry["verification"]["predictions_sha256"] == [sha256_file(run / "predictions" / "test.npz") for run in outside]
+
+
+@pytest.mark.parametrize("paths", [["../../runs/x/predictions/test.npz"], ["/etc/passwd"], ["a/../../b.npz"], ["C:/x.npz"]])
+def test_entry_predictions_are_confined_to_the_entrys_folder(cli, tmp_path, paths):
+    entry = dict(GOOD, verification={"split_fingerprint": "a" * 64, "predictions_sha256": ["b" * 64], "predictions": paths})
+    path = tmp_path / "lb" / "imagenet_lt" / "x.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(entry))
+    result = cli("leaderboard", "validate", str(path), ok=False)
+    assert result.exit_code == 2 and "verification.predictions: found" in result.output
+    assert "expected paths inside the entry's folder (relative, without '..')" in result.output

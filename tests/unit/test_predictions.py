@@ -195,25 +195,25 @@ def without(arrays, key):
 
 
 def test_missing_file(split, tmp_path):
-    with pytest.raises(OltrError, match=r"--predictions .*nope.npz: no such file; expected a predictions .npz"):
+    with pytest.raises(OltrError, match=r"nope.npz: no such file; expected a predictions .npz"):
         evaluate_file(tmp_path / "nope.npz", split)
 
 
 def test_not_an_npz(split, tmp_path):
     (tmp_path / "p.npz").write_text("ids,logits\n")
-    with pytest.raises(OltrError, match=r"p.npz: found a file that starts with b'ids,lo', not a zip archive; expected an .npz"):
+    with pytest.raises(OltrError, match=r"p.npz: found a file that starts with b'ids,lo', not a zip archive; expected a predictions .npz"):
         evaluate_file(tmp_path / "p.npz", split)
     (tmp_path / "p.npz").write_bytes(pickle.dumps({"ids": [1]}))
     with pytest.raises(OltrError, match=r"p.npz: found a file that starts with b'\\x80"):
         evaluate_file(tmp_path / "p.npz", split)
     (tmp_path / "p.npz").write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(OltrError, match=r"p.npz is not a readable .npz file \(.*\); expected an archive written by numpy.savez"):
+    with pytest.raises(OltrError, match=r"p.npz is not a readable .npz file \(.*\); expected a predictions .npz .* written by numpy.savez"):
         evaluate_file(tmp_path / "p.npz", split)
 
 
 def test_a_single_npy_array(split, tmp_path):
     np.save(tmp_path / "p.npy", np.zeros(3))
-    with pytest.raises(OltrError, match=r"found a single .npy array; expected an .npz archive of named arrays"):
+    with pytest.raises(OltrError, match=r"found a single .npy array; expected a predictions .npz"):
         evaluate_file(tmp_path / "p.npy", split)
 
 
@@ -257,7 +257,7 @@ def test_logits_and_probs(split, tmp_path):
 
 def test_meta(split, tmp_path):
     a = good_arrays(split)
-    check_error(split, tmp_path, {**a, "meta": np.array("{not json")}, "meta: found invalid JSON")
+    check_error(split, tmp_path, {**a, "meta": np.array("{not json")}, "meta: not valid JSON")
     check_error(split, tmp_path, {**a, "meta": np.array("[1, 2]")}, "meta: found a JSON list; expected a JSON object")
     check_error(split, tmp_path, {**a, "meta": np.array([1, 2])}, "meta: found dtype int64 with shape (2,); expected a string scalar")
     # meta.method becomes the results' method name: a string or nothing.
@@ -272,7 +272,7 @@ def test_zip_members_that_are_not_npy_arrays(split, tmp_path):
     with zipfile.ZipFile(tmp_path / "p.npz", "w") as zf:
         for key in ("ids", "logits", "split_fingerprint"):
             zf.writestr(f"{key}.npy", b"garbage")
-    with pytest.raises(OltrError, match=r"ids: found a zip member that is not a .npy array; expected an archive written by numpy.savez"):
+    with pytest.raises(OltrError, match=r"ids: found a zip member that is not a .npy array"):
         evaluate_file(tmp_path / "p.npz", split)
 
 

@@ -11,7 +11,7 @@ from oltr_bench.report.collect import collect
 from oltr_bench.report.compare import reported_vs_reproduced
 from oltr_bench.report.rows import build_rows, rows_for_tables
 from oltr_bench.report.site import build_site
-from oltr_bench.report.tables import csv_table, latex_escape, latex_tables, markdown, markdown_tables
+from oltr_bench.report.tables import csv_table, latex_escape, latex_tables, markdown, markdown_tables, md_escape
 from tests.report_fixtures import make_entry, make_run, scored_run_dir
 
 
@@ -20,7 +20,7 @@ def rows_of(*paths, leaderboard=()):
 
 
 def line_of(text, name):
-    (line,) = [l for l in text.splitlines() if l.startswith(f"| {name} |")]
+    (line,) = [l for l in text.splitlines() if l.startswith(f"| {md_escape(name)} |")]
     return [c.strip() for c in line.strip("|").split("|")]
 
 
@@ -38,7 +38,7 @@ def test_seeds_of_one_config_are_averaged_and_other_configs_stay_apart(tmp_path)
     assert agg.metrics["open_f1"] == pytest.approx(0.2) and agg.std["open_f1"] == pytest.approx(0.1)
     text = markdown_tables(rows)
     # Two configurations of one method in one table are told apart by their config hash.
-    names = [l.split("|")[1].strip() for l in text.splitlines() if l.startswith("| plain [")]
+    names = [l.split("|")[1].strip() for l in text.splitlines() if l.startswith("| plain \\[")]
     assert len(names) == 2 and len(set(names)) == 2
     cells = line_of(text, agg.name)
     assert cells[7] == "3"  # Seeds column

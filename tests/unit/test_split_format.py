@@ -132,7 +132,6 @@ def edit_manifest(split, **changes):
         ({"classes": ["a", "b", "c"]}, r"manifest.json: classes has 3 names; expected one name per class \(num_classes = 2\)"),
         ({"num_classes": 1, "classes": ["a"], "train_counts": [2]},
          r"Toy_LT_train.txt:3: label 1 outside 0..0 \(num_classes is 1 in .*manifest.json\)"),
-        ({"num_classes": "2"}, r"manifest.json: num_classes is '2'; expected a positive integer"),
     ],
 )
 def test_verify_checks_the_manifest_keys_derived_from_the_lists(tmp_path, changes, message):
@@ -141,6 +140,19 @@ def test_verify_checks_the_manifest_keys_derived_from_the_lists(tmp_path, change
     with pytest.raises(OltrError, match=message):
         load_split_dir(split.path)
     assert load_split_dir(split.path, verify=False).manifest["num_classes"] == changes.get("num_classes", 2)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"num_classes": "2"}, r'num_classes: found "2", expected an integer in 1\.\.10,000,000'),
+    ({"files": {"train": {"name": "../../etc/passwd", "lines": 3, "sha256": "0" * 64}}},
+     r'files.train.name: found "../../etc/passwd", expected a file name inside the split directory'),
+    ({"source": ["generated"]}, r'source: found \["generated"\], expected an object'),
+])
+def test_manifest_key_kinds_are_checked_even_without_verify(tmp_path, changes, message):
+    split = write(tmp_path)
+    edit_manifest(split, **changes)
+    with pytest.raises(OltrError, match=message):
+        load_split_dir(split.path, verify=False)
 
 
 def test_verify_checks_line_counts_and_keeps_the_parsed_lists(tmp_path):
