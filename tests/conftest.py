@@ -32,6 +32,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(autouse=True)
+def own_work_folder(tmp_path, monkeypatch):
+    """Every test gets its own work folder ($OLTR_BENCH_HOME): no test reads or writes the
+    user's runs, splits or leaderboard entries (./oltr_work, or $OLTR_BENCH_HOME as set)."""
+    monkeypatch.setenv("OLTR_BENCH_HOME", str(tmp_path / "work"))
+
+
 @pytest.fixture(scope="session")
 def embedded_split(tmp_path_factory):
     """The embedded benchmark with seed 0, built once (about 15 s on 2 cores)."""
@@ -41,11 +48,10 @@ def embedded_split(tmp_path_factory):
 
 
 @pytest.fixture
-def cli(tmp_path, monkeypatch):
-    """Invoke ``oltr-bench`` in a fresh work folder; returns (runner, invoke)."""
+def cli():
+    """Invoke ``oltr-bench`` in the test's own work folder (``tmp_path / "work"``)."""
     from oltr_bench.cli import main
 
-    monkeypatch.setenv("OLTR_BENCH_HOME", str(tmp_path / "work"))
     runner = CliRunner()
 
     def invoke(*args: str, ok: bool = True):

@@ -70,6 +70,31 @@ def make_run(
     return run_dir
 
 
+def list_split(root: Path, dataset: str = "toy_lt", test_per_class: int = 6, open_images: int = 20):
+    """A split directory of lists only (no images: enough to score predictions), TRAIN_COUNTS-shaped."""
+    from oltr_bench.splits.format import write_split_dir
+
+    classes = range(len(TRAIN_COUNTS))
+    lists = {
+        "train": [(f"train/c{c}/{i}.png", c) for c in classes for i in range(TRAIN_COUNTS[c])],
+        "val": [(f"val/c{c}/0.png", c) for c in classes],
+        "test": [(f"test/c{c}/{i}.png", c) for c in classes for i in range(test_per_class)],
+        "open": [(f"open/{i}.png", -1) for i in range(open_images)],
+    }
+    return write_split_dir(Path(root) / dataset, dataset=dataset, classes=[f"c{c}" for c in classes], lists=lists,
+                           roots={k: "images" for k in lists}, source={"kind": "test"})
+
+
+def random_logits(split, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Ids of the test and open lists and random logits that favour the true class."""
+    ids = split.ids("test") + split.ids("open")
+    labels = np.array(split.labels("test") + [-1] * len(split.ids("open")))
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(len(ids), split.num_classes)).astype(np.float32)
+    logits[labels >= 0, labels[labels >= 0]] += rng.uniform(0, 6, size=int((labels >= 0).sum())).astype(np.float32)
+    return ids, logits
+
+
 def make_entry(root: Path, slug: str, **fields: Any) -> Path:
     """A valid reported entry file ``<root>/<dataset>/<slug>.json``; ``fields`` override the defaults."""
     entry = {"format": "oltr-bench-entry/1", "name": "Paper method", "method": "plain", "dataset": "toy_lt",
@@ -90,11 +115,7 @@ def scored_run_dir(root: Path, split, *, tamper: bool = False, seed: int = 0, me
     from oltr_bench.metrics.evaluate import evaluate, write_results
     from oltr_bench.metrics.predictions import load_predictions, write_predictions
 
-    ids = split.ids("test") + split.ids("open")
-    labels = np.array(split.labels("test") + [-1] * len(split.ids("open")))
-    rng = np.random.default_rng(seed)
-    logits = rng.normal(size=(len(ids), split.num_classes)).astype(np.float32)
-    logits[labels >= 0, labels[labels >= 0]] += rng.uniform(0, 6, size=int((labels >= 0).sum())).astype(np.float32)
+    ids, logits = random_logits(split, seed)
     run = Path(root) / split.dataset / method / f"run-full-{seed}"
     write_predictions(run / "predictions" / "test.npz", ids=ids, logits=logits, split_fingerprint=split.fingerprint)
     results = evaluate(load_predictions(run / "predictions" / "test.npz"), split, method=method)

@@ -11,7 +11,7 @@ from oltr_bench.formats.rundir import RunDir
 from oltr_bench.errors import OltrError
 from oltr_bench.metrics.keys import GROUP_TITLES, in_group
 from oltr_bench.protocols import DEFAULT_THRESHOLD, PROTOCOLS
-from oltr_bench.splits.format import load_split_dir
+from oltr_bench.splits.locate import find_split
 
 def summary(metrics: dict) -> str:
     """Every metric, one labelled line per group (the table above it shows only the headline columns); – = undefined."""
@@ -43,7 +43,8 @@ def _refuse_run_directory(default: Path) -> None:
 
 @click.command("evaluate")
 @click.option("--predictions", required=True, type=click.Path(path_type=Path), help="Predictions .npz (SPEC.md §2).")
-@click.option("--splits", required=True, type=click.Path(path_type=Path), help="The split directory the predictions were made for.")
+@click.option("--splits", required=True, help="The split the predictions were made for: its directory, or a dataset name "
+              "whose split lies under oltr_work/splits (e.g. embedded, imagenet_lt).")
 @click.option("--protocol", type=click.Choice(sorted(PROTOCOLS)), default="oltr", show_default=True, help="Shot thresholds and F-measure rule (SPEC.md §3).")
 @click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True, help="Open-set threshold τ on the known score (ignored when the file has 'pred').")
 @click.option("--set", "which", type=click.Choice(["test", "val"]), default="test", show_default=True, help="Evaluation set: test (+ open) or val.")
@@ -64,7 +65,7 @@ def evaluate_cmd(predictions, splits, protocol, threshold, which, method, partia
 
     \b
     Example:
-      oltr-bench evaluate --predictions run/predictions/test.npz --splits oltr_work/splits/embedded
+      oltr-bench evaluate --predictions run/predictions/test.npz --splits embedded
       oltr-bench evaluate --predictions p.npz --splits DIR --method mine --protocol oltr-2019 --threshold 0.2 --json r.json
     """
     from oltr_bench.formats.results import write_results
@@ -73,7 +74,7 @@ def evaluate_cmd(predictions, splits, protocol, threshold, which, method, partia
     if json_out is None:
         json_out = Path(RunDir.RESULTS)
         _refuse_run_directory(json_out)
-    split = load_split_dir(splits)
+    split = find_split(splits)
     results = evaluate_file(predictions, split, which=which, protocol=protocol, threshold=threshold, method=method, partial=partial)
     results["provenance"]["predictions"] = str(predictions)
     write_results(json_out, results)

@@ -25,7 +25,10 @@ def methods_cmd() -> None:
 
 @click.command("datasets")
 def datasets_cmd() -> None:
-    """List the datasets make-splits can build and what each needs on disk.
+    """List the datasets make-splits can build, what each needs on disk and where that comes from.
+
+    oltr-bench downloads nothing: the lines 'from:' name the official pages of the released lists
+    and of the source datasets, whose terms apply.
 
     \b
     Example:
@@ -36,6 +39,8 @@ def datasets_cmd() -> None:
         alias_text = f" (also: {', '.join(aliases)})" if aliases else ""
         click.echo(f"{name}{alias_text}: {spec.__doc__.strip().splitlines()[0]}")
         click.echo(f"    needs: {spec.needs}")
+        for what, where in spec.sources:
+            click.echo(f"    from: {what}: {where}")
 
 
 COMMANDS = (methods_cmd, datasets_cmd)

@@ -7,27 +7,16 @@ from pathlib import Path
 import click
 
 from oltr_bench.errors import OltrError
-from oltr_bench.paths import runs_root, splits_root
+from oltr_bench.paths import runs_root
 from oltr_bench.registry import DATASETS, METHODS
-from oltr_bench.splits.format import SplitDir, load_split_dir
+from oltr_bench.splits.locate import find_split, split_by_name
 
 
 def resolve_split_dir(dataset: str | None, splits: Path | None):
     """The split named by ``--splits DIR`` or by ``--dataset NAME`` (looked up under oltr_work/splits)."""
     if splits is not None and dataset is not None:
         raise OltrError("give either --dataset NAME or --splits DIR, not both")
-    if splits is None:
-        name = dataset or "embedded"
-        candidates = [splits_root() / name]
-        if name in DATASETS:
-            canonical = DATASETS.canonical(name)
-            candidates.append(splits_root() / canonical)
-        for candidate in candidates:
-            if SplitDir.exists(candidate):
-                return load_split_dir(candidate)
-        hint = "oltr-bench make-splits" + ("" if name == "embedded" else f" --dataset {name} --root ...")
-        raise OltrError(f"no split directory for dataset {name!r} under {splits_root()}; create it with '{hint}' or pass --splits DIR")
-    return load_split_dir(splits)
+    return split_by_name(dataset or "embedded") if splits is None else find_split(splits)
 
 
 @click.command("run")
@@ -82,7 +71,7 @@ def run_cmd(method, dataset, splits, out, overrides, quick, resume, stage1, no_l
     if print_config:
         from oltr_bench.config import render, resolve
 
-        name = load_split_dir(splits).dataset if splits else DATASETS.canonical(dataset) if dataset in DATASETS else dataset or "embedded"
+        name = find_split(splits).dataset if splits else DATASETS.canonical(dataset) if dataset in DATASETS else dataset or "embedded"
         click.echo(render(resolve(method, name, METHODS.get(method).defaults, [*overrides, *extra])), nl=False)
         return
     from oltr_bench.engine import distributed

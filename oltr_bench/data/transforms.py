@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Callable
 
 import numpy as np
 import torch
@@ -280,6 +281,23 @@ class EmbeddedPipeline(Pipeline):
         img = TF.pad(img, 2, padding_mode="edge")
         top, left = rng.randint(0, img.height - self.size), rng.randint(0, img.width - self.size)
         return self.normalize(TF.to_tensor(TF.crop(img, top, left, self.size, self.size))), NO_AUX
+
+
+class CallablePipeline(Pipeline):
+    """Evaluation with a caller's transform: ``transform(PIL RGB image) -> tensor`` (a torchvision
+    transform, say), in the loader workers; the tensor goes to the device as it is."""
+
+    name = "callable"
+
+    def __init__(self, transform: Callable[[Image.Image], torch.Tensor]):
+        self.train = False
+        self.transform = transform
+
+    def sample(self, image: RawImage, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.transform(image.pil())
+        if not isinstance(x, torch.Tensor):
+            raise OltrError(f"transform returned {type(x).__name__}; expected a torch.Tensor (e.g. end it with ToTensor())")
+        return x, NO_AUX
 
 
 PIPELINES: dict[str, type[Pipeline]] = {"parity": ParityPipeline, "fast": FastPipeline, "embedded": EmbeddedPipeline}

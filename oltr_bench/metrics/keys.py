@@ -53,6 +53,10 @@ OPEN_SHOT_KEYS = ("open_many", "open_medium", "open_few")
 """Shot accuracies with rejection (for published rows that report only those)."""
 PAPER_KEYS = ("many", "medium", "few", "top1", "open_many", "open_medium", "open_few", "open_f1")
 """What a paper's OLTR table reports: compared between reported and reproduced rows."""
+HEADLINE_KEYS = ("open_f1", "few")
+"""What a leaderboard page ranks by: open F (under the table's protocol), then few-shot accuracy."""
+SITE_GROUPS = ("closed", "open", "detection", "calibration")
+"""The column groups of a site page, each shown or hidden as a whole."""
 
 
 def label(key: str) -> str:
@@ -66,3 +70,9 @@ def columns(keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 def in_group(group: str) -> tuple[str, ...]:
     return tuple(m.key for m in METRICS if m.group == group)
+
+
+def page_keys(group: str) -> tuple[str, ...]:
+    """A group's keys in page order: the table columns first (as in :data:`TABLE_KEYS`), then the rest."""
+    keys = in_group(group)
+    return tuple(k for k in TABLE_KEYS if k in keys) + tuple(k for k in keys if k not in TABLE_KEYS)

@@ -6,6 +6,7 @@ A path may be a results file, an entry file, a run directory, or a folder search
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -15,6 +16,7 @@ from oltr_bench.errors import OltrError
 from oltr_bench.formats.jsonio import loads_yaml, read_json
 from oltr_bench.formats.results import load_results
 from oltr_bench.formats.rundir import RunDir
+from oltr_bench.paths import work_dir_hint
 from oltr_bench.report import entries as lb
 
 # JSON files of a run or split directory that are never leaderboard entries.
@@ -44,6 +46,17 @@ class EntryRecord:
 class Collected:
     runs: list[RunRecord] = field(default_factory=list)
     entries: list[EntryRecord] = field(default_factory=list)
+
+
+def refuse_predictions(path: Path) -> None:
+    """A predictions file (an .npz archive) given where results or an entry are expected: say how
+    it becomes one, instead of failing to read it as JSON."""
+    if zipfile.is_zipfile(path):
+        raise OltrError(
+            f"{path} is a predictions file (.npz, SPEC.md §2) that has not been scored: score it with 'oltr-bench evaluate "
+            f"--predictions {path} --splits DATASET --method NAME' and use the results.json it writes, or make it a "
+            f"verified leaderboard entry with 'oltr-bench leaderboard submit {path} --dataset DATASET --name ... --method ...'"
+        )
 
 
 def load_run(path: Path) -> RunRecord:
@@ -113,6 +126,7 @@ def collect(paths: Iterable[Path], *, leaderboard_dirs: Iterable[Path] = ()) -> 
     entry_files: list[Path] = []
     for path in map(Path, paths):
         if path.is_file():
+            refuse_predictions(path)
             fmt = str(read_json(path, "a results.json or a leaderboard entry (SPEC.md §3, §4)").get("format", ""))
             if formats.is_format(fmt, formats.ENTRY):
                 entry_files.append(path)
@@ -124,7 +138,8 @@ def collect(paths: Iterable[Path], *, leaderboard_dirs: Iterable[Path] = ()) -> 
             result_files += sorted(path.rglob(RunDir.RESULTS))
             entry_files += [p for p in _entry_candidates(path) if lb.is_entry_file(p)]
         else:
-            raise OltrError(f"{path} does not exist; expected a run directory, a results.json file, a leaderboard entry or a folder of them")
+            raise OltrError(f"{path} does not exist; expected a run directory, a results.json file, a leaderboard entry or a "
+                            f"folder of them{work_dir_hint(path)}")
     seen: set[Path] = set()
     out = Collected()
     for path in result_files:

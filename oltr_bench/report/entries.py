@@ -2,9 +2,9 @@
 
 One JSON file per entry, ``<leaderboard>/<dataset>/<slug>.json``. Entries shipped with oltr-bench
 live in the package (``oltr_bench.leaderboard_data``, the repository's ``leaderboard/``); a user's
-own entries go to :func:`default_entries_dir`. Adding an entry never overwrites another one: the
-file is written under a temporary name and hard-linked into place, which fails if the name is
-taken, so concurrent adds each get their own file.
+own entries go to :func:`default_entries_dir` (in the work folder). Adding an entry never
+overwrites another one: the file is written under a temporary name and hard-linked into place,
+which fails if the name is taken, so concurrent adds each get their own file.
 """
 
 from __future__ import annotations
@@ -279,12 +279,11 @@ def shipped_entries_dir() -> Path:
 
 
 def default_entries_dir() -> Path:
-    """Where ``leaderboard add`` writes without ``--dir``: ``./leaderboard`` when it is an
-    oltr-bench leaderboard (in a clone of the repository it holds the shipped entries' sources),
-    else ``<work folder>/leaderboard``."""
-    local = Path("leaderboard")
-    if (local / "__init__.py").is_file() or any(is_entry_file(p) for p in entry_files(local)):
-        return local
+    """Where a user's own entries live: ``<work folder>/leaderboard`` (``$OLTR_BENCH_HOME/leaderboard``
+    or ``./oltr_work/leaderboard``), next to the runs they come from. ``leaderboard add`` and
+    ``submit`` write there without ``--dir``, and reports include it, wherever the command runs
+    (with ``$OLTR_BENCH_HOME`` set); the entries shipped with oltr-bench are never written to
+    unless ``--dir`` names their folder (a pull request to oltr-bench)."""
     return work_dir() / "leaderboard"
 
 

@@ -22,9 +22,9 @@ from oltr_bench.protocols import PROTOCOLS
 from oltr_bench.report.rows import Row
 
 # The metrics of a group (those a paper reports for a method), kept where some row has them.
-KEYS = columns(("open_f1", "few", "top1"))
-# Shot accuracy with rejection, for published rows that report only that (the OLTR README).
-OPEN_FEW = ("open_few", label("open_few"))
+KEYS = columns(("open_f1", "many", "medium", "few", "top1"))
+# Shot accuracies with rejection, for published rows that report only those (the OLTR README).
+OPEN_SHOTS = {key: (f"open_{key}", label(f"open_{key}")) for key in ("many", "medium", "few")}
 
 
 @dataclass
@@ -111,9 +111,9 @@ def _keys(rows: list[Row]) -> list[tuple[str, str]]:
     def has(key: str) -> bool:
         return any(r.metrics.get(key) is not None for r in rows)
 
-    open_f, few, top1 = KEYS
-    few = few if has("few") else OPEN_FEW if has(OPEN_FEW[0]) else few
-    return [k for k in (open_f, few, top1) if has(k[0])]
+    chosen = [OPEN_SHOTS[key] if key in OPEN_SHOTS and not has(key) and has(OPEN_SHOTS[key][0]) else (key, title)
+              for key, title in KEYS]
+    return [k for k in chosen if has(k[0])]
 
 
 def _gaps(ours: Row, published: Row, keys: list[str]) -> dict[str, float]:

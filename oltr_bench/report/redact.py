@@ -6,9 +6,10 @@ published, so by default every absolute path is shown relative to a folder that 
 is: the runs folder a run was found in (``runs/embedded/plain/<run>``) or oltr-bench's work
 folder (``oltr_work/splits/embedded``), the outermost that contains it; a path under neither is
 shown by its last component (``…/caffe_resnet152.pth``), and the home folder inside other text
-as ``~``. ``versions.platform`` (OS, kernel build) is left out; the device (GPU or CPU model,
+as ``~``; the entries shipped with oltr-bench as ``leaderboard/<dataset>/<file>``. ``versions.platform`` (OS, kernel build) is left out; the device (GPU or CPU model,
 core count) and package versions stay, as a reader needs them to judge timings and reproduce.
-``oltr-bench report --local-paths`` shows everything as recorded, for a site kept on one's machine.
+The CSV table names its source files the same way. ``oltr-bench report --local-paths`` shows
+everything as recorded, for a site or table kept on one's machine.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path, PurePath
 from typing import Any, Iterable
 
 from oltr_bench.paths import work_dir
+from oltr_bench.report.entries import shipped_entries_dir
 
 HIDDEN = (("versions", "platform"),)  # manifest keys that describe the machine, not the run
 SHORTENED = "…"
@@ -92,10 +94,10 @@ def _absolute_paths(value: Any) -> Iterable[str]:
 
 
 def site_anchors(runs: Iterable[Any]) -> list[tuple[Path, str]]:
-    """The work folder, and the runs folder of each run (``<runs>/<dataset>/<method>/<run>``; else
-    the folder that holds the run directory)."""
+    """The work folder, the shipped entries' folder (``leaderboard``), and the runs folder of
+    each run (``<runs>/<dataset>/<method>/<run>``; else the folder that holds the run directory)."""
     env = os.environ.get("OLTR_BENCH_HOME")
-    anchors = [(work_dir(), "$OLTR_BENCH_HOME" if env else work_dir().name)]
+    anchors = [(work_dir(), "$OLTR_BENCH_HOME" if env else work_dir().name), (shipped_entries_dir(), "leaderboard")]
     for run in runs:
         run_dir = Path(os.path.abspath(run.run_dir or run.path.parent))
         res = run.results

@@ -2,7 +2,9 @@
 
 Runs of the same configuration that differ only in ``seed`` (same method, dataset, split,
 protocol, threshold and config.yaml apart from ``seed``) become one row whose metrics are the
-mean and sample standard deviation (ddof = 1) over the seeds, with the seed count.
+mean and sample standard deviation (ddof = 1) over the seeds, with the seed count. Runs that
+repeat a seed are not more seeds: they are averaged into that seed's value first, so two runs
+with one seed are one seed, without a standard deviation (the row says how many runs it holds).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Iterable, Sequence
 
 from oltr_bench.config import config_hash
 from oltr_bench.formats.rundir import RunDir
+from oltr_bench.metrics.keys import BY_KEY, HEADLINE_KEYS
 from oltr_bench.report import entries as lb
 from oltr_bench.report.collect import Collected, EntryRecord, RunRecord
 
@@ -52,7 +55,15 @@ class Row:
 
     @property
     def n_seeds(self) -> int | None:
-        return len(self.seeds) or (len(self.runs) if self.runs else None)
+        """Distinct seeds (runs without a recorded seed count as one each); None if unknown."""
+        if not self.runs:
+            return len(self.seeds) or None
+        return len(self.seeds) + sum(1 for run in self.runs if run_seed(run) is None)
+
+    @property
+    def repeats(self) -> int:
+        """Runs beyond one per seed (a seed run again)."""
+        return len(self.runs) - (self.n_seeds or 0) if self.runs else 0
 
     @property
     def display_name(self) -> str:
@@ -82,6 +93,18 @@ def aggregate(values: Sequence[dict[str, Any]]) -> tuple[dict[str, float | None]
     return mean, std
 
 
+def aggregate_seeds(values: Sequence[dict[str, Any]], seeds: Sequence[int | None]) -> tuple[dict[str, float | None], dict[str, float | None], int]:
+    """Mean and sample std (ddof 1; {} for one seed) over seeds of runs' ``values``, and the seed
+    count: runs with the same seed are averaged into that seed first; a run without a seed (None)
+    is a seed of its own."""
+    by_seed: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for i, (metrics, seed) in enumerate(zip(values, seeds)):
+        by_seed[("run", i) if seed is None else seed].append(metrics)
+    per_seed = [aggregate(group)[0] for group in by_seed.values()]
+    mean, std = aggregate(per_seed)
+    return mean, std if len(per_seed) > 1 else {}, len(per_seed)
+
+
 def _run_epochs(record: RunRecord) -> int | None:
     """Epochs of the run (the manifest's actual count, else the config's), plus its stage-1 run's."""
     manifest = record.manifest or {}
@@ -95,6 +118,12 @@ def _run_epochs(record: RunRecord) -> int | None:
     return int(epochs) if isinstance(epochs, (int, float)) else None
 
 
+def config_key(record: RunRecord) -> str:
+    """The configuration of a run across seeds: the first 8 hex digits of its config hash without
+    ``seed`` ("" for a results file without a config)."""
+    return "" if record.config is None else config_without_seed_hash(record.config)[:8]
+
+
 def _run_group_key(record: RunRecord) -> tuple:
     res = record.results
     common = (res.get("dataset"), res.get("method"), res.get("protocol"), res.get("open_threshold"),
@@ -104,11 +133,24 @@ def _run_group_key(record: RunRecord) -> tuple:
     return common + ("config", config_without_seed_hash(record.config))
 
 
-def _seed(record: RunRecord) -> int | None:
+def run_seed(record: RunRecord) -> int | None:
     for source in (record.config or {}, record.manifest or {}):
         if isinstance(source.get("seed"), int):
             return source["seed"]
     return None
+
+
+def run_description(record: RunRecord) -> dict[str, Any]:
+    """Backbone, pretraining, extra data and epochs of a run, from its config and manifest
+    (None where the results file has no run directory around it)."""
+    model = (record.config or {}).get("model") or {}
+    weights = model.get("weights")
+    return {
+        "backbone": model.get("backbone"),
+        "pretraining": None if record.config is None else ("none" if not weights else f"weights: {Path(str(weights)).name}"),
+        "extra_data": None if record.config is None else False,
+        "epochs": _run_epochs(record),
+    }
 
 
 def run_rows(records: Iterable[RunRecord]) -> list[Row]:
@@ -117,12 +159,11 @@ def run_rows(records: Iterable[RunRecord]) -> list[Row]:
         groups[_run_group_key(record)].append(record)
     rows = []
     for key, group in groups.items():
-        group.sort(key=lambda r: (_seed(r) is None, _seed(r) or 0, str(r.path)))
+        group.sort(key=lambda r: (run_seed(r) is None, run_seed(r) or 0, str(r.path)))
         first = group[0]
-        res, config = first.results, first.config or {}
-        model = config.get("model") or {}
-        mean, std = aggregate([r.results.get("metrics") or {} for r in group])
-        weights = model.get("weights")
+        res = first.results
+        seeds = [run_seed(r) for r in group]
+        mean, std, _ = aggregate_seeds([r.results.get("metrics") or {} for r in group], seeds)
         rows.append(Row(
             kind="run",
             dataset=str(res.get("dataset")),
@@ -132,16 +173,13 @@ def run_rows(records: Iterable[RunRecord]) -> list[Row]:
             name=str(res.get("method") or "?"),
             method=str(res.get("method") or "?"),
             source="reproduced",
-            backbone=model.get("backbone"),
-            pretraining=None if first.config is None else ("none" if not weights else f"weights: {Path(str(weights)).name}"),
-            extra_data=None if first.config is None else False,
-            epochs=_run_epochs(first),
+            **run_description(first),
             partial=bool(res.get("partial")),
             metrics=mean,
-            std=std if len(group) > 1 else {},
-            seeds=[s for s in map(_seed, group) if s is not None],
+            std=std,
+            seeds=sorted({s for s in seeds if s is not None}),
             runs=group,
-            config_key=key[-1][:8] if key[-2] == "config" else "",
+            config_key=config_key(first),
         ))
     return rows
 
@@ -223,6 +261,33 @@ def rows_for_tables(rows: Sequence[Row]) -> list[Row]:
         return list(rows)
     datasets = {r.dataset for r in own}
     return [r for r in rows if r.dataset in datasets]
+
+
+RANK_RULE = ("rank by open F under the table's protocol, higher first; rows without open F follow, ranked by few-shot "
+             "accuracy; equal values share a rank; –: neither reported, or a --quick run")
+"""The rule of :func:`ranked`, as the pages state it."""
+
+
+def ranked(table: Sequence[Row]) -> list[tuple[int | None, Row]]:
+    """The rows of one table in page order, each with its rank by :data:`HEADLINE_KEYS`.
+
+    Rows are compared on the first headline key (open F, higher first; directions from
+    :mod:`oltr_bench.metrics.keys`), then on the next; a row without a key comes after every row
+    that has it. Equal keys share a rank (1, 2, 2, 4). Rows with none of the keys, and ``--quick``
+    runs (never a result), are unranked (None) and listed last, by name.
+    """
+    def key(row: Row) -> tuple:
+        parts = []
+        for name in HEADLINE_KEYS:
+            value = row.metrics.get(name)
+            parts.append((1, 0.0) if value is None else (0, -value if BY_KEY[name].higher_is_better else value))
+        return tuple(parts)
+
+    rankable = [r for r in table if not r.partial and any(r.metrics.get(k) is not None for k in HEADLINE_KEYS)]
+    keys = sorted(key(r) for r in rankable)
+    order = sorted(rankable, key=lambda r: (key(r), r.display_name.lower()))
+    rest = sorted((r for r in table if not any(r is x for x in rankable)), key=lambda r: r.display_name.lower())
+    return [(keys.index(key(r)) + 1, r) for r in order] + [(None, r) for r in rest]
 
 
 def group_tables(rows: Sequence[Row]) -> dict[tuple[str, str, str], list[Row]]:

@@ -1,6 +1,13 @@
 """The static leaderboard site: an index with the methods overview (every dataset's published and
-our results side by side), one sortable and filterable page per dataset, one page per entry or run
-(with its plots), and the reported-vs-reproduced view.
+our results side by side), one page per dataset, one page per entry or run (with its plots), and
+the reported-vs-reproduced view.
+
+A dataset page holds one ranked table per protocol (numbers under different protocols are not
+comparable): a rank column by the headline metrics (:func:`oltr_bench.report.rows.ranked`), rows
+in rank order, column headers that sort in each metric's better direction first, a sticky name
+column, column groups (closed set, open set, detection, calibration) to show or hide, filters and
+a search box. Every metric is shown in percent, with a switch to fractions (as ``results.json``
+holds them); both texts are rendered here, so the page only swaps them.
 
 Pages are rendered by Jinja2 with autoescaping on, so every string from an entry or a run is
 shown as text; links are only made from http(s) URLs. The JavaScript and CSS ship with the
@@ -16,10 +23,10 @@ import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jinja2
 from tqdm import tqdm
@@ -28,19 +35,19 @@ from oltr_bench import __version__
 from oltr_bench.errors import OltrError
 from oltr_bench.protocols import PROTOCOLS
 from oltr_bench.report import tables
-from oltr_bench.metrics.keys import METRIC_KEYS, PAPER_KEYS
+from oltr_bench.metrics.keys import BY_KEY, GROUP_TITLES, METRIC_KEYS, PAPER_KEYS, SITE_GROUPS, MetricKey, page_keys
 from oltr_bench.report.entries import is_http_url
 from oltr_bench.report.overview import methods_overview
 from oltr_bench.report.plots import PlotCache, page_plots
 from oltr_bench.report.redact import Redactor, site_anchors
 from oltr_bench.report.compare import Comparison, reported_vs_reproduced
-from oltr_bench.report.rows import UNKNOWN, Row
+from oltr_bench.report.rows import RANK_RULE, UNKNOWN, Row, group_tables, ranked
 from oltr_bench.utils.io import atomic_directory
 
 MARKER = ".oltr-bench-site"
 STATIC_FILES = ("leaderboard.js", "style.css")
-HTML_METRICS = (*tables.METRIC_COLUMNS, *tables.OPEN_SHOT_COLUMNS)
-FILTERS = (("backbone", "Backbone"), ("pretraining", "Pretraining"), ("extra", "Extra data"), ("protocol", "Protocol"), ("source", "Source"))
+FILTERS = (("backbone", "Backbone"), ("pretraining", "Pretraining"), ("extra", "Extra data"), ("source", "Source"))
+GROUPS = tuple((group, GROUP_TITLES[group]) for group in SITE_GROUPS)
 
 
 @dataclass
@@ -52,6 +59,17 @@ class SiteSummary:
 
 
 @dataclass
+class PageTable:
+    """One protocol's table on a dataset page: its rows in rank order and its metric columns."""
+
+    protocol: str
+    evaluation_set: str
+    rows: list[tuple[int | None, Row]]
+    metrics: list[MetricKey]  # the page's metric columns some row has a value for
+    has_other: bool
+
+
+@dataclass
 class DatasetPage:
     name: str
     rows: list[Row]
@@ -60,6 +78,15 @@ class DatasetPage:
     def folder(self) -> str:
         return self.rows[0].folder
 
+    @cached_property
+    def tables(self) -> list[PageTable]:
+        out = []
+        for (_, protocol, evaluation_set), table in group_tables(self.rows).items():
+            metrics = [BY_KEY[key] for group in SITE_GROUPS for key in page_keys(group)
+                       if any(r.metrics.get(key) is not None for r in table)]
+            out.append(PageTable(protocol, evaluation_set, ranked(table), metrics, any(r.other_metrics for r in table)))
+        return out
+
     @property
     def counts(self) -> Counter:
         return Counter(r.source for r in self.rows)
@@ -67,6 +94,27 @@ class DatasetPage:
     @property
     def protocols(self) -> list[str]:
         return sorted({r.protocol for r in self.rows})
+
+
+def _both(text: Callable[[bool], str]) -> dict[str, str]:
+    """A number's text in percent and as a fraction (the page shows one, the switch swaps them)."""
+    return {"pct": text(True), "frac": text(False)}
+
+
+def _number(value: Any, percent: bool) -> str:
+    return tables.fmt_number(value, percent) if isinstance(value, (int, float)) and not isinstance(value, bool) else tables.DASH
+
+
+def _signed(value: float, percent: bool) -> str:
+    return ("+" if value >= 0 else "−") + tables.fmt_number(abs(value), percent)
+
+
+def _search_text(row: Row) -> str:
+    """What the search box matches (lower case)."""
+    paper = row.paper or {}
+    parts = [row.display_name, row.method, row.backbone, row.pretraining, row.source,
+             paper.get("title"), paper.get("venue"), paper.get("year")]
+    return " ".join(str(p) for p in parts if p not in (None, "")).lower()
 
 
 def _sortval(value: Any) -> str:
@@ -94,12 +142,14 @@ def environment() -> jinja2.Environment:
     )
     env.tests["http_url"] = is_http_url
     env.filters.update(
-        metric=lambda row, key: tables.fmt_metric(row, key),
-        number=lambda v: tables.fmt_number(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else tables.DASH,
-        signed=lambda v: ("+" if v >= 0 else "−") + tables.fmt_number(abs(v)),
+        metric=lambda row, key: _both(lambda percent: tables.fmt_metric(row, key, percent)),
+        number=lambda v: _both(lambda percent: _number(v, percent)),
+        signed=lambda v: _both(lambda percent: _signed(v, percent)),
+        search=_search_text,
         tau=tables.fmt_threshold,
         flag=tables.fmt_flag,
         other=tables.fmt_other,
+        seeds=tables.fmt_seeds,
         sortval=_sortval,
         pretty=lambda obj: json.dumps(obj, indent=2, ensure_ascii=False, default=str),
         gap=_gap,
@@ -160,12 +210,10 @@ def build_site(rows: Sequence[Row], out: str | Path, *, plots: bool = True, prog
         for ds in datasets:
             folder = tmp / ds.folder
             folder.mkdir()
-            has_other = any(r.other_metrics for r in ds.rows)
-            columns = _columns(has_other)
             filters = [(key, label, sorted({_filter_value(r, key) for r in ds.rows})) for key, label in FILTERS]
             _write(folder / "index.html", env.get_template("dataset.html").render(
-                **{**common, "current_dataset": ds.name}, root="../", dataset=ds, columns=columns, filters=filters,
-                metric_columns=HTML_METRICS, has_other=has_other, legend=tables.LEGEND))
+                **{**common, "current_dataset": ds.name}, root="../", dataset=ds, info_columns=INFO_COLUMNS, filters=filters,
+                groups=GROUPS, rank_rule=RANK_RULE, legend=tables.LEGEND))
             pages += 1
             for row in ds.rows:
                 _detail_page(env, common, row, folder / row.slug, cache if plots else None)
@@ -196,23 +244,18 @@ def _write(path: Path, text: str) -> None:
 def _filter_value(row: Row, key: str) -> str:
     if key == "extra":
         return tables.fmt_flag(row.extra_data)
-    value = {"backbone": row.backbone, "pretraining": row.pretraining, "protocol": row.protocol, "source": row.source}[key]
+    value = {"backbone": row.backbone, "pretraining": row.pretraining, "source": row.source}[key]
     return value or "–"
 
 
-def _columns(has_other: bool) -> list[tuple[str, str, str]]:
-    columns = [
-        ("Name", "text", "entry or run; click for its page"), ("Method", "text", "registry name of the method"),
-        ("Backbone", "text", ""), ("Pretraining", "text", ""), ("Extra data", "text", "trained with data beyond the train list"),
-        ("Epochs", "num", "training epochs (stage 1 + stage 2 where known)"), ("Source", "text", "reported, reproduced or verified"),
-        ("Protocol", "text", "shot-group thresholds and F-measure rule"),
-        ("τ", "num", "open-set threshold on the known score (own: the method's own rejection; ?: not reported)"),
-        ("Seeds", "num", "number of seeds averaged"),
-    ]
-    columns += [(title, "num", f"metric {key}") for key, title in HTML_METRICS]
-    if has_other:
-        columns.append(("Other reported", "text", "numbers whose definition is not one of oltr-bench's metrics"))
-    return columns
+# The description columns of a dataset page after rank and name: (title, type, hint).
+INFO_COLUMNS = (
+    ("Method", "text", "registry name of the method"), ("Backbone", "text", ""), ("Pretraining", "text", ""),
+    ("Extra data", "text", "trained with data beyond the train list"),
+    ("Epochs", "num", "training epochs (stage 1 + stage 2 where known)"), ("Source", "text", "reported, reproduced or verified"),
+    ("τ", "num", "open-set threshold on the known score (own: the method's own rejection; ?: not reported)"),
+    ("Seeds", "num", "number of seeds averaged"),
+)
 
 
 def _detail_page(env: jinja2.Environment, common: dict, row: Row, folder: Path, cache: PlotCache | None) -> None:

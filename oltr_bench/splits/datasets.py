@@ -29,6 +29,7 @@ class Embedded(DatasetSpec):
 
     name = "embedded"
     needs = "nothing: 120 known + 24 open character classes are rendered from matplotlib's fonts (32x32 PNG)"
+    sources = (("the glyphs", "matplotlib's bundled fonts, rendered on this machine"),)
     options = frozenset({"workers"})
 
     num_known = 120
@@ -92,6 +93,7 @@ class Folder(DatasetSpec):
 
     name = "folder"
     needs = "--root DIR with one subfolder of images per class; some classes are held out as the open set"
+    sources = (("the images", "your own image folders"),)
     options = frozenset({"root", "name", "open_classes", "val_per_class", "test_per_class", "open_per_class"}) | PROFILE_OPTIONS
 
     # Defaults for what --alpha/--min leave open (--max is fitted to the class folders).

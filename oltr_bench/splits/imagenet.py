@@ -49,7 +49,7 @@ from oltr_bench.splits.scan import (
     scan_class_folders,
     subdirectories,
 )
-from oltr_bench.splits.spec import ReleasedDataset, write_checked_split
+from oltr_bench.splits.spec import DECOUPLING_RELEASE, OLTR_RELEASE, ReleasedDataset, write_checked_split
 
 log = logging.getLogger(__name__)
 
@@ -353,6 +353,10 @@ class ImageNetLT(ReleasedDataset):
         "LOC_val_solution.csv; the Kaggle ILSVRC/Data/CLS-LOC tree works too); --open-root: ILSVRC-2010 val images "
         "+ devkit (ILSVRC2010_validation_ground_truth.txt, meta.mat) for the open set; --official DIR: the released "
         "ImageNet_LT_*.txt lists instead of generating"
+    )
+    sources = (
+        OLTR_RELEASE, DECOUPLING_RELEASE,
+        ("ILSVRC-2012 (train, val) and ILSVRC-2010 (val + devkit, the open set)", "https://image-net.org/download.php (registration)"),
     )
     release = IMAGENET_LT
     root_help = "the ILSVRC-2012 folder with train/ and val/"

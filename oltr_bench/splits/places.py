@@ -46,7 +46,7 @@ from oltr_bench.splits.scan import (
     read_text,
     scan_class_folders,
 )
-from oltr_bench.splits.spec import ReleasedDataset, write_checked_split
+from oltr_bench.splits.spec import DECOUPLING_RELEASE, OLTR_RELEASE, ReleasedDataset, write_checked_split
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +251,10 @@ class PlacesLT(ReleasedDataset):
         "--root: Places365-Standard 256x256 (data_256/ or data_256_standard/ with val_256/ and places365_val.txt, or "
         "the easyformat train/<class>/ and val/<class>/); --open-root: a folder of Places-Extra69 test images for the "
         "open set; --official DIR: the released Places_LT_*.txt lists (either path dialect) instead of generating"
+    )
+    sources = (
+        OLTR_RELEASE, DECOUPLING_RELEASE,
+        ("Places365-Standard 256x256 and Places-Extra69 (the open set)", "http://places2.csail.mit.edu/download.html"),
     )
     release = PLACES_LT
     root_help = "the Places365-Standard folder"

@@ -20,11 +20,13 @@ class DatasetSpec:
     """Base class: a dataset ``make-splits`` can build (override :meth:`make_splits`).
 
     ``name`` is the split directory name and config folder; ``needs`` tells the user what must
-    be on disk; ``options`` are the ``make-splits`` options the dataset accepts.
+    be on disk; ``sources`` where each part of it comes from (``(what, where)`` pairs; oltr-bench
+    never downloads anything); ``options`` are the ``make-splits`` options the dataset accepts.
     """
 
     name: str = ""
     needs: str = ""
+    sources: tuple[tuple[str, str], ...] = ()
     options: frozenset[str] = frozenset()
 
     def make_splits(self, out_root: Path, *, seed: int, overwrite: bool, progress: bool, **options: Any) -> SplitDir:
@@ -35,6 +37,13 @@ class DatasetSpec:
         :class:`~oltr_bench.splits.profile.PartialPareto` that it completes with its defaults, or None.
         """
         raise NotImplementedError
+
+
+OLTR_RELEASE = ("the released lists of the OLTR paper (with the open list)",
+                "the OLTR repository's README, https://github.com/zhmiao/OpenLongTailRecognition-OLTR "
+                "(project page https://liuziwei7.github.io/projects/LongTail.html)")
+DECOUPLING_RELEASE = ("the same lists in the Decoupling code's path dialect (no open list)",
+                      "https://github.com/facebookresearch/classifier-balancing")
 
 
 class ReleasedDataset(DatasetSpec):

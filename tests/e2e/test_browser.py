@@ -152,7 +152,11 @@ def browser(tmp_path_factory):
 
 
 OPEN_F = {"A paper": 0.30, "B paper": None, "C paper": 0.45, "D paper": 0.10}
+FPR95 = {"A paper": 0.5, "C paper": 0.2, "D paper": 0.8}
 OVERVIEW_F = {"focal": 0.2, "dme": 0.5, "range": 0.3}
+# Every metric of the page's groups on one row, so that the table is wider than the window.
+ALL = {"top1": 0.2, "many": 0.3, "medium": 0.2, "few": 0.1, "macro_f1": 0.2, "open_top1": 0.2, "open_many": 0.3,
+       "open_medium": 0.2, "open_few": 0.1, "auroc": 0.7, "aupr_in": 0.8, "aupr_out": 0.6, "oscr": 0.3, "ece": 0.05}
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +164,10 @@ def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser-site")
     for i, (name, f) in enumerate(OPEN_F.items()):
         metrics = {"top1": 0.2 + 0.1 * i} if f is None else {"top1": 0.2 + 0.1 * i, "open_f1": f}
+        if name == "A paper":
+            metrics = {**ALL, **metrics}
+        if name in FPR95:
+            metrics["fpr95"] = FPR95[name]
         make_entry(root / "lb", f"e{i}", name=name, metrics=metrics, backbone="resnet10" if i % 2 else "resnet50")
     make_entry(root / "lb", "evil", name="<script>window.pwned = 1</script>",
                notes='<img src=x onerror="window.pwned = 2">', metrics={"open_f1": 0.2})
@@ -171,36 +179,122 @@ def site(tmp_path_factory):
     return root / "site", rows
 
 
+ROWS = "Array.from(document.querySelectorAll('table.leaderboard tbody tr'))"
+
+
 def names(browser):
-    return browser.eval("Array.from(document.querySelectorAll('table.leaderboard tbody tr')).map(r => r.cells[0].textContent.trim())")
+    return browser.eval(f"{ROWS}.map(r => r.cells[1].textContent.trim())")
 
 
-def test_clicking_a_column_header_sorts_the_table(browser, site):
+def ranks(browser):
+    return browser.eval(f"{ROWS}.map(r => r.cells[0].textContent.trim())")
+
+
+def header(key: str) -> str:
+    return f"table.leaderboard thead th[data-key={key}] button"
+
+
+def test_rows_are_ranked_by_open_f_and_shown_in_rank_order(browser, site):
     path, _ = site
     browser.open((path / "toy_lt" / "index.html").as_uri())
-    before = names(browser)
-    open_f = "table.leaderboard thead th:nth-child(15) button"
-    assert browser.eval(f"document.querySelector('{open_f}').textContent") == "Open F"
-    browser.click(open_f)
-    after = names(browser)
-    # Descending by open F, the row without one last.
-    assert after == ["C paper", "A paper", "plain", "<script>window.pwned = 1</script>", "D paper", "B paper"]
-    assert after != before
-    assert browser.eval("document.querySelector('table.leaderboard thead th:nth-child(15)').getAttribute('aria-sort')") == "descending"
-    browser.click(open_f)
-    assert names(browser) == ["D paper", "<script>window.pwned = 1</script>", "plain", "A paper", "C paper", "B paper"]
-    browser.click("table.leaderboard thead th:nth-child(1) button")
-    assert names(browser) == ["<script>window.pwned = 1</script>", "A paper", "B paper", "C paper", "D paper", "plain"]
+    # Open F under the page's protocol, higher first; B paper has neither open F nor few-shot accuracy.
+    assert names(browser) == ["C paper", "A paper", "plain", "<script>window.pwned = 1</script>", "D paper", "B paper"]
+    assert ranks(browser) == ["1", "2", "3", "4", "5", "–"]
+    assert browser.eval("document.querySelector('table.leaderboard th.rank').getAttribute('aria-sort')") == "ascending"
     assert browser.problems() == []
 
 
-def test_filters_hide_rows(browser, site):
+def test_clicking_a_column_header_sorts_the_table_in_the_metrics_direction(browser, site):
     path, _ = site
     browser.open((path / "toy_lt" / "index.html").as_uri())
+    assert browser.eval(f"document.querySelector('{header('open_f1')}').textContent") == "Open F"
+    browser.click(header("top1"))
+    after = names(browser)
+    # Descending by top-1 (higher is better).
+    assert after == ["plain", "D paper", "C paper", "B paper", "A paper", "<script>window.pwned = 1</script>"]
+    assert browser.eval("document.querySelector('table.leaderboard thead th[data-key=top1]').getAttribute('aria-sort')") == "descending"
+    assert browser.eval("document.querySelector('table.leaderboard th.rank').getAttribute('aria-sort')") == "none"
+    browser.click(header("top1"))
+    assert names(browser)[:3] == ["A paper", "B paper", "C paper"]  # ascending (D and plain tie at 0.5)
+    # FPR@95 is better when lower: the first click puts the lowest first (rows without one last).
+    browser.click(header("fpr95"))
+    assert names(browser)[:3] == ["C paper", "A paper", "D paper"]
+    assert browser.eval("document.querySelector('table.leaderboard thead th[data-key=fpr95]').getAttribute('aria-sort')") == "ascending"
+    browser.click("table.leaderboard thead th.name button")
+    assert names(browser) == ["<script>window.pwned = 1</script>", "A paper", "B paper", "C paper", "D paper", "plain"]
+    browser.click("table.leaderboard thead th.rank button")  # back to the ranking, best first
+    assert ranks(browser) == ["1", "2", "3", "4", "5", "–"]
+    assert browser.problems() == []
+
+
+def test_percent_by_default_and_the_switch_to_fractions(browser, site):
+    path, _ = site
+    cell = f"{ROWS}[0].querySelector('td:nth-child(' + (1 + Array.from(document.querySelectorAll('table.leaderboard thead th')).findIndex(h => h.dataset.key === 'open_f1')) + ')').textContent.trim()"
+    browser.open((path / "toy_lt" / "index.html").as_uri())
+    assert browser.eval(cell) == "45.0" and browser.eval("document.querySelector('input[name=units][value=percent]').checked")
+    browser.click("input[name=units][value=fraction]")
+    assert browser.eval(cell) == "0.450"
+    # Every number on the page follows, and the choice holds on the next page (the methods overview).
+    assert browser.eval("Array.from(document.querySelectorAll('[data-pct]')).every(e => e.textContent === e.dataset.frac)")
+    browser.open((path / "index.html").as_uri())
+    assert browser.eval("document.querySelector('table.overview [data-pct]').textContent") == "0.500"
+    browser.click("input[name=units][value=percent]")
+    assert browser.eval("document.querySelector('table.overview [data-pct]').textContent") == "50.0"
+    assert browser.problems() == []
+
+
+def test_the_name_column_stays_in_view_while_the_metrics_scroll(browser, site):
+    path, _ = site
+    browser.send("Emulation.setDeviceMetricsOverride", page=True, width=1400, height=900, deviceScaleFactor=1, mobile=False)
+    try:
+        browser.open((path / "toy_lt" / "index.html").as_uri())
+        box = "document.querySelector('.scroll')"
+        assert browser.eval(f"{box}.scrollWidth > {box}.clientWidth + 200")  # the table is wider than the window
+        geometry = ("(() => { const c = document.querySelector('table.leaderboard tbody td.name');"
+                    "const r = c.getBoundingClientRect(); const s = document.querySelector('.scroll').getBoundingClientRect();"
+                    "const hit = document.elementFromPoint(r.x + 8, r.y + r.height / 2);"
+                    "return [r.left - s.left, c.contains(hit)]; })()")
+        before = browser.eval(geometry)
+        browser.eval(f"{box}.scrollLeft = {box}.scrollWidth")
+        assert browser.eval(f"{box}.scrollLeft") > 200
+        after = browser.eval(geometry)
+        assert after == before and after[1] is True  # same place, on top of the scrolled cells
+        # The metric columns did move.
+        assert browser.eval("document.querySelector('table.leaderboard thead th[data-key=ece]').getBoundingClientRect().right <= 1400")
+    finally:
+        browser.send("Emulation.clearDeviceMetricsOverride", page=True)
+    assert browser.problems() == []
+
+
+def test_column_groups_show_and_hide(browser, site):
+    path, _ = site
+    browser.open((path / "toy_lt" / "index.html").as_uri())
+    shown = "getComputedStyle(document.querySelector('table.leaderboard thead th[data-key=auroc]')).display !== 'none'"
+    assert browser.eval(shown)
+    browser.click("input[data-group=detection]")
+    assert not browser.eval(shown)
+    assert browser.eval("getComputedStyle(document.querySelector('table.leaderboard tbody td.g-detection')).display") == "none"
+    assert browser.eval("getComputedStyle(document.querySelector('table.leaderboard thead th[data-key=open_f1]')).display") != "none"
+    browser.click("input[data-group=detection]")
+    assert browser.eval(shown)
+    assert browser.problems() == []
+
+
+def test_the_search_box_and_filters_hide_rows(browser, site):
+    path, _ = site
+    browser.open((path / "toy_lt" / "index.html").as_uri())
+    visible = f"{ROWS}.filter(r => !r.hidden).map(r => r.cells[1].textContent.trim())"
+    browser.click("input[data-search]")
+    browser.send("Input.insertText", page=True, text="C PAP")
+    assert browser.eval(visible) == ["C paper"]
+    assert browser.eval("document.querySelector('form.filters .shown').textContent") == "1 of 6 rows"
+    browser.eval("document.querySelector('input[data-search]').value = ''")
+    browser.send("Input.insertText", page=True, text="resnet10")  # backbones match too
+    assert browser.eval(visible) == ["plain", "<script>window.pwned = 1</script>", "D paper", "B paper"]
     browser.eval("(() => { const s = document.querySelector('select[data-filter=source]'); s.value = 'reproduced';"
                  "s.dispatchEvent(new Event('change', {bubbles: true})); })()")
-    visible = browser.eval("Array.from(document.querySelectorAll('table.leaderboard tbody tr')).filter(r => !r.hidden).length")
-    assert visible == 1 and browser.eval("document.querySelector('form.filters .shown').textContent") == "1 of 6 rows"
+    assert browser.eval(visible) == ["plain"] and browser.eval("document.querySelector('form.filters .shown').textContent") == "1 of 6 rows"
+    assert browser.problems() == []
 
 
 def test_strings_from_entries_never_run_and_plots_load(browser, site):

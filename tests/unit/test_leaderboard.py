@@ -28,14 +28,37 @@ MS1M = {"plain": 0.738, "range": 0.722, "dme": 0.745}
 REPO = {"imagenet_lt": (0.442, 0.352, 0.175, 0.446), "places_lt": (0.437, 0.402, 0.280, 0.500)}
 
 
+# The entries oltr-bench ships, by name: the tests read these files only, so entries a user adds
+# to the package's folder (leaderboard add --dir) never change a test's outcome.
+SHIPPED = {
+    "imagenet_lt": ["oltr2019-plain", "oltr2019-lifted", "oltr2019-focal", "oltr2019-range", "oltr2019-openmax",
+                    "oltr2019-fslwf", "oltr2019-dme", "oltr-repo-2020-dme",
+                    "decoupling-crt-resnext50", "decoupling-tau-norm-resnext50", "decoupling-lws-resnext50",
+                    "decoupling-crt-resnet50", "decoupling-tau-norm-resnet50", "decoupling-lws-resnet50",
+                    "decoupling-crt-resnet10", "decoupling-lws-resnet10", "balms-resnet10",
+                    "balanced-softmax-resnext50-90ep", "balanced-softmax-resnext50-180ep",
+                    "logit-adjust-resnet50", "logit-adjust-posthoc-resnet50"],
+    "places_lt": ["oltr2019-plain", "oltr2019-lifted", "oltr2019-focal", "oltr2019-range", "oltr2019-openmax",
+                  "oltr2019-fslwf", "oltr2019-dme", "oltr-repo-2020-dme",
+                  "decoupling-crt-resnet152", "decoupling-tau-norm-resnet152", "decoupling-lws-resnet152",
+                  "balms-resnet152", "balanced-softmax-resnet152"],
+    "ms1m_lt": ["oltr2019-plain", "oltr2019-range", "oltr2019-dme"],
+}
+
+
+def shipped_files() -> list[Path]:
+    return [lb.shipped_entries_dir() / dataset / f"{slug}.json" for dataset, slugs in SHIPPED.items() for slug in slugs]
+
+
 def shipped():
-    return {(e.data["dataset"], e.path.stem): e.data for e in load_entries(lb.entry_files(lb.shipped_entries_dir()))}
+    return {(e.data["dataset"], e.path.stem): e.data for e in load_entries(shipped_files())}
 
 
 def test_shipped_entries_are_valid_and_carry_the_published_numbers():
     entries = shipped()
-    assert lb.validate_files(lb.entry_files(lb.shipped_entries_dir())) == {p: [] for p in lb.entry_files(lb.shipped_entries_dir())}
+    assert lb.validate_files(shipped_files()) == {p: [] for p in shipped_files()}
     assert all(e["verified"] is False and e["source"] == "reported" for e in entries.values())
+    assert set(SINCE_2019) <= set(entries)
     for dataset, by_method in PAPER_OPEN_F.items():
         for method, value in by_method.items():
             entry = entries[(dataset, f"oltr2019-{method}")]
@@ -54,7 +77,7 @@ def test_shipped_entries_are_valid_and_carry_the_published_numbers():
         assert entry["pretraining"] is None and "Protocol oltr-2019 only marks the value as the 2019 paper's" in entry["notes"]
     # Epochs as the OLTR repository's configs and its issue #28 give them: plain 30, OLTR 30 + 60
     # on ImageNet-LT and 30 + 30 on Places-LT, the paper's and the README's rows alike.
-    epochs = {(d, m): e["epochs"] for (d, m), e in entries.items() if d != "ms1m_lt"}
+    epochs = {(d, m): e["epochs"] for (d, m), e in entries.items() if d != "ms1m_lt" and (d, m) not in SINCE_2019}
     assert {k: v for k, v in epochs.items() if v is not None} == {
         ("imagenet_lt", "oltr2019-plain"): 30, ("places_lt", "oltr2019-plain"): 30,
         ("imagenet_lt", "oltr2019-dme"): 90, ("imagenet_lt", "oltr-repo-2020-dme"): 90,
@@ -67,13 +90,52 @@ def test_shipped_entries_are_valid_and_carry_the_published_numbers():
         assert entry["metrics"] == {"open_many": many, "open_medium": medium, "open_few": few, "open_f1": f}
 
 
+# Later methods (reported; many, medium, few, top-1 in percent as printed; the entry notes give the
+# table and page of each, and the cross-checks).
+SINCE_2019 = {
+    ("imagenet_lt", "decoupling-crt-resnext50"): ("crt", "resnext50", 100, (61.8, 46.2, 27.4, 49.6)),
+    ("imagenet_lt", "decoupling-tau-norm-resnext50"): ("tau_norm", "resnext50", 90, (59.1, 46.9, 30.7, 49.4)),
+    ("imagenet_lt", "decoupling-lws-resnext50"): ("lws", "resnext50", 95, (60.2, 47.2, 30.3, 49.9)),
+    ("imagenet_lt", "decoupling-crt-resnet50"): ("crt", "resnet50", None, (58.8, 44.0, 26.1, 47.3)),
+    ("imagenet_lt", "decoupling-tau-norm-resnet50"): ("tau_norm", "resnet50", None, (56.6, 44.2, 27.4, 46.7)),
+    ("imagenet_lt", "decoupling-lws-resnet50"): ("lws", "resnet50", None, (57.1, 45.2, 29.3, 47.7)),
+    ("imagenet_lt", "decoupling-crt-resnet10"): ("crt", "resnet10", None, (None, None, None, 41.8)),
+    ("imagenet_lt", "decoupling-lws-resnet10"): ("lws", "resnet10", None, (None, None, None, 41.4)),
+    ("imagenet_lt", "balms-resnet10"): ("balms", "resnet10", 100, (50.3, 39.5, 25.3, 41.8)),
+    ("imagenet_lt", "balanced-softmax-resnext50-90ep"): ("balanced_softmax", "resnext50", 90, (62.2, 48.8, 29.8, 51.4)),
+    ("imagenet_lt", "balanced-softmax-resnext50-180ep"): ("balanced_softmax", "resnext50", 180, (63.6, 48.4, 32.9, 52.1)),
+    ("imagenet_lt", "logit-adjust-resnet50"): ("logit_adjust", "resnet50", 90, (None, None, None, 51.11)),
+    ("imagenet_lt", "logit-adjust-posthoc-resnet50"): ("logit_adjust_posthoc", "resnet50", 90, (None, None, None, 50.34)),
+    ("places_lt", "decoupling-crt-resnet152"): ("crt", "resnet152", None, (42.0, 37.6, 24.9, 36.7)),
+    ("places_lt", "decoupling-tau-norm-resnet152"): ("tau_norm", "resnet152", None, (37.8, 40.7, 31.8, 37.9)),
+    ("places_lt", "decoupling-lws-resnet152"): ("lws", "resnet152", None, (40.6, 39.1, 28.6, 37.6)),
+    ("places_lt", "balms-resnet152"): ("balms", "resnet152", None, (41.2, 39.8, 31.6, 38.7)),
+    ("places_lt", "balanced-softmax-resnet152"): ("balanced_softmax", "resnet152", 30, (42.0, 39.3, 30.5, 38.6)),
+}
+
+
+def test_entries_of_later_methods_carry_their_sources_numbers():
+    entries = shipped()
+    for (dataset, slug), (method, backbone, epochs, numbers) in SINCE_2019.items():
+        entry = entries[(dataset, slug)]
+        expected = {k: v / 100 for k, v in zip(("many", "medium", "few", "top1"), numbers) if v is not None}
+        assert (entry["method"], entry["backbone"], entry["epochs"], entry["protocol"]) == (method, backbone, epochs, "oltr"), slug
+        assert entry["metrics"] == pytest.approx(expected, abs=1e-9) and set(entry["metrics"]) == set(expected), slug
+        assert entry["pretraining"] == ("imagenet-1k" if dataset == "places_lt" else "none"), slug
+        assert entry["source"] == "reported" and lb.is_http_url(entry["paper"]["url"]), slug
+        assert "Table" in entry["notes"] and "p. " in entry["notes"], slug  # the table and page it was read in
+    # Balanced error converted to accuracy: ImageNet-LT's test set is balanced (50 images per class).
+    assert entries[("imagenet_lt", "logit-adjust-resnet50")]["other_metrics"] == {"balanced error (%)": 48.89}
+
+
 def test_shipped_entries_are_package_data():
     text = (ROOT / "setup.cfg").read_text()
     assert "oltr_bench.leaderboard_data = *.json, */*.json" in text
-    assert "oltr_bench.report = templates/*.html, static/*.js, static/*.css" in text
+    assert "oltr_bench.report = templates/*.html, static/*.js, static/*.css, ci/*.yml" in text
     report = ROOT / "oltr_bench" / "report"
     assert {p.suffix for p in (report / "templates").iterdir()} == {".html"}
     assert {p.suffix for p in (report / "static").iterdir()} == {".js", ".css"}
+    assert {p.suffix for p in (report / "ci").iterdir()} == {".yml"}
 
 
 GOOD = json.loads((ROOT / "leaderboard" / "imagenet_lt" / "oltr2019-dme.json").read_text())
@@ -148,7 +210,11 @@ def test_canonical_fingerprint_is_read_from_the_shipped_splits_folder(tmp_path, 
 
 
 def test_validate_cli(cli, tmp_path):
-    assert cli("leaderboard", "validate", str(ROOT / "leaderboard")).output.strip() == "19 entries valid"
+    for path in shipped_files():
+        copy = tmp_path / "shipped" / path.parent.name / path.name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(path.read_bytes())
+    assert cli("leaderboard", "validate", str(tmp_path / "shipped")).output.strip() == f"{len(shipped_files())} entries valid"
     make_entry(tmp_path / "lb", "ok")
     bad = make_entry(tmp_path / "lb", "bad", metrics={"top1": 44.2})
     misplaced = make_entry(tmp_path / "lb", "Misplaced", dataset="places_lt")
@@ -233,14 +299,16 @@ def test_add_names_the_file_it_refuses(cli, tmp_path):
 
 def test_where_add_writes(cli, tmp_path, monkeypatch):
     run = make_run(tmp_path / "runs")
-    monkeypatch.chdir(tmp_path)
-    out = cli("leaderboard", "add", str(run)).output
-    assert Path(out.strip().splitlines()[-1]) == tmp_path / "work" / "leaderboard" / "toy_lt" / "plain.json"  # $OLTR_BENCH_HOME
-    (tmp_path / "leaderboard").mkdir()
-    (tmp_path / "leaderboard" / "__init__.py").write_text("")  # a clone of oltr-bench
-    run2 = make_run(tmp_path / "runs", seed=1)
-    out = cli("leaderboard", "add", str(run2)).output
-    assert Path(out.strip().splitlines()[-1]) == Path("leaderboard") / "toy_lt" / "plain.json"
+    # In a clone of oltr-bench too: the work folder, never the shipped entries' ./leaderboard.
+    (tmp_path / "clone" / "leaderboard").mkdir(parents=True)
+    (tmp_path / "clone" / "leaderboard" / "__init__.py").write_text("")
+    monkeypatch.chdir(tmp_path / "clone")
+    out = cli("leaderboard", "add", str(run), "--name", "Plain (mine)").output
+    assert Path(out.strip().splitlines()[-1]) == tmp_path / "work" / "leaderboard" / "toy_lt" / "plain-mine.json"  # $OLTR_BENCH_HOME
+    assert list((tmp_path / "clone" / "leaderboard").iterdir()) == [tmp_path / "clone" / "leaderboard" / "__init__.py"]
+    # A report run from any folder includes it.
+    monkeypatch.chdir(tmp_path / "runs")
+    assert "| Plain (mine) | resnet10 |" in cli("report", str(make_run(tmp_path / "runs", seed=1))).output
     with pytest.raises(OltrError, match="inside the installed oltr-bench package"):
         lb.check_writable_location(Path(lb.__file__).parent / "data")
     with pytest.raises(OltrError, match="inside the installed oltr-bench package"):
@@ -300,7 +368,7 @@ def test_add_verifies_by_recomputing_on_the_canonical_split(cli, tmp_path, embed
     # A results.json that disagrees with its own predictions is refused, not merely unverified.
     bad, _ = scored_run_dir(tmp_path / "bad", embedded_split, tamper=True)
     result = cli("leaderboard", "add", str(bad), "--dir", str(tmp_path / "lb3"), ok=False)
-    assert result.exit_code == 2 and "metrics.few is" in result.output and "does not match its predictions" in result.output
+    assert result.exit_code == 2 and "metrics.few: claimed" in result.output and "does not match its predictions" in result.output
 
 
 def test_a_verified_entry_of_several_seeds_keeps_the_digest_of_each_runs_predictions(cli, tmp_path, embedded_split, monkeypatch):
@@ -348,3 +416,22 @@ def test_entry_predictions_are_confined_to_the_entrys_folder(cli, tmp_path, path
     result = cli("leaderboard", "validate", str(path), ok=False)
     assert result.exit_code == 2 and "verification.predictions: found" in result.output
     assert "expected paths inside the entry's folder (relative, without '..')" in result.output
+
+
+def test_add_keeps_the_method_and_says_what_to_do_with_predictions(cli, tmp_path):
+    from oltr_bench.metrics.predictions import write_predictions
+    from tests.report_fixtures import list_split, random_logits
+
+    split = list_split(tmp_path / "splits")
+    ids, logits = random_logits(split)
+    write_predictions(tmp_path / "p.npz", ids=ids, logits=logits, split_fingerprint=split.fingerprint)
+    for command in (("leaderboard", "add"), ("report",)):
+        result = cli(*command, str(tmp_path / "p.npz"), ok=False)
+        assert result.exit_code == 2 and "is a predictions file (.npz, SPEC.md §2) that has not been scored" in result.output
+        assert "oltr-bench leaderboard submit" in result.output and "codec" not in result.output
+    cli("evaluate", "--predictions", str(tmp_path / "p.npz"), "--splits", str(split.path), "--json", str(tmp_path / "r.json"))
+    result = cli("leaderboard", "add", str(tmp_path / "r.json"), "--name", "X", "--dir", str(tmp_path / "lb"), ok=False)
+    assert result.exit_code == 2 and "the results name no method" in result.output and "pass --method NAME" in result.output
+    out = cli("leaderboard", "add", str(tmp_path / "r.json"), "--name", "X", "--method", "mine", "--dir", str(tmp_path / "lb")).output
+    entry = json.loads(Path(out.strip().splitlines()[-1]).read_text())
+    assert (entry["name"], entry["method"]) == ("X", "mine")

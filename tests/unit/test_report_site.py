@@ -98,14 +98,42 @@ def test_pages_and_plots(site_inputs, tmp_path):
                 assert f'id="{fragment}"' in page.read_text(), (html_file, target)
 
 
-def test_dataset_page_has_filters_and_sortable_columns(site_inputs, tmp_path):
+def test_dataset_page_has_filters_search_groups_and_sortable_columns(site_inputs, tmp_path):
     build(site_inputs, tmp_path / "site")
     html = (tmp_path / "site" / "toy_lt" / "index.html").read_text()
-    for key in ("backbone", "pretraining", "extra", "protocol", "source"):
+    for key in ("backbone", "pretraining", "extra", "source"):
         assert f'<select data-filter="{key}">' in html
+    assert '<input type="search" data-search' in html
     assert '<option value="reported">reported</option>' in html and '<option value="reproduced">reproduced</option>' in html
-    assert html.count('<th data-type="num"') == 3 + 11 and html.count('<th data-type="text"') == 7
+    for group in ("closed", "open", "detection", "calibration"):
+        assert f'<input type="checkbox" data-group="{group}" checked>' in html
+    # One table per protocol (all rows here are under oltr); metric columns with a value somewhere,
+    # grouped, each sorting best first: ECE lowest first.
+    assert html.count('<table class="leaderboard sortable"') == 1
+    keys = [part.split('"')[0] for part in html.split('data-key="')[1:]]
+    assert keys == ["many", "medium", "few", "top1", "open_f1", "open_many", "open_medium", "open_few", "auroc", "oscr", "ece"]
+    assert '<th class="num g-calibration" data-type="num" data-key="ece" data-better="lower"' in html
+    assert '<th class="num g-closed" data-type="num" data-key="many" data-better="higher"' in html
+    assert '<th class="rank" data-type="num" data-better="lower"' in html and 'aria-sort="ascending"><button type="button">#</button>' in html
     assert 'data-sort="0.4"' in html  # the runs' open F, sortable as a number
+    # Percent by default, the fraction alongside for the switch.
+    assert '<span class="v" data-pct="40.0" data-frac="0.400">40.0</span>' in html
+
+
+def test_rows_are_ranked_by_open_f_then_few_shot_accuracy(tmp_path):
+    from oltr_bench.report.rows import ranked
+
+    for slug, metrics in {"a": {"open_f1": 0.3, "few": 0.1}, "b": {"open_f1": 0.5, "few": 0.1}, "c": {"open_f1": 0.3, "few": 0.2},
+                          "d": {"few": 0.4}, "e": {"few": 0.05}, "f": {"top1": 0.9}, "g": {"open_f1": 0.3, "few": 0.2}}.items():
+        make_entry(tmp_path / "lb", slug, name=slug.upper(), metrics=metrics)
+    make_run(tmp_path / "runs", partial=True, metrics={"open_f1": 0.9, "few": 0.9})  # a --quick run: never ranked
+    rows = build_rows(collect([tmp_path / "runs"], leaderboard_dirs=[tmp_path / "lb"]))
+    order = [(rank, row.display_name) for rank, row in ranked(rows)]
+    assert order == [(1, "B"), (2, "C"), (2, "G"), (4, "A"), (5, "D"), (6, "E"), (None, "F"), (None, "plain (quick)")]
+    build_site(rows, tmp_path / "site", plots=False)
+    html = (tmp_path / "site" / "toy_lt" / "index.html").read_text()
+    assert [html.index(f">{name}</a>") for _, name in order] == sorted(html.index(f">{name}</a>") for _, name in order)
+    assert '<td class="rank num" data-sort="2.0">2</td>' in html and '<td class="rank num" data-sort="">–</td>' in html
 
 
 def test_every_string_is_escaped_and_only_http_urls_are_links(site_inputs, tmp_path):
@@ -242,6 +270,17 @@ def test_methods_overview_puts_published_and_our_results_side_by_side(tmp_path):
     assert overview.cell("plain", 4) is None and overview.cell("dme", 5).row.other_metrics
 
 
+def test_methods_overview_has_every_shot_group(tmp_path):
+    from oltr_bench.report.overview import methods_overview
+
+    make_entry(tmp_path / "lb", "paper", method="dme", metrics={"many": 0.43, "medium": 0.35, "few": 0.19, "top1": 0.36, "open_f1": 0.47})
+    make_entry(tmp_path / "lb", "repo", method="dme", protocol="oltr-code",
+               metrics={"open_many": 0.44, "open_medium": 0.35, "open_few": 0.18, "open_f1": 0.45})
+    overview = methods_overview(build_rows(collect([], leaderboard_dirs=[tmp_path / "lb"])))
+    assert [[k for k, _ in g.keys] for g in overview.groups] == [
+        ["open_f1", "many", "medium", "few", "top1"], ["open_f1", "open_many", "open_medium", "open_few"]]
+
+
 def test_index_shows_the_methods_overview(tmp_path):
     make_run(tmp_path / "runs", method="plain", dataset="embedded", metrics={"top1": 0.5, "few": 0.2, "open_f1": 0.4})
     make_entry(tmp_path / "lb", "in-plain", dataset="imagenet_lt", protocol="oltr-2019", method="plain", name="Plain (paper)",
@@ -259,7 +298,8 @@ def test_index_shows_the_methods_overview(tmp_path):
     (plain_row,) = [r for r in html.split("<tr>") if 'data-sort="plain"' in r]
     run = next(r for r in rows if r.kind == "run")
     assert f'href="embedded/{run.slug}/index.html"' in plain_row and 'href="imagenet_lt/entry-in-plain/index.html"' in plain_row
-    assert ">0.400</a>" in plain_row and ">0.295</a>" in plain_row
+    # Percent, as papers print them, with the fraction for the switch.
+    assert 'data-pct="40.0" data-frac="0.400">40.0</span></a>' in plain_row and 'data-frac="0.295">29.5</span></a>' in plain_row
     compare = (tmp_path / "site" / "compare.html").read_text()
     assert "No method has both a reported and a reproduced result on the same dataset yet" in compare and "index.html#methods" in compare
 
@@ -273,8 +313,8 @@ def test_demo_points_to_the_overview_of_its_runs_and_the_papers(cli, embedded_sp
     html = index.read_text()
     (plain_row,) = [r for r in html.split("<tr>") if 'data-sort="plain"' in r]
     assert 'href="embedded/run-plain-' in plain_row and "badge quick" in plain_row
-    assert 'href="imagenet_lt/entry-oltr2019-plain/index.html"' in plain_row and ">0.295</a>" in plain_row
-    assert 'href="places_lt/entry-oltr2019-plain/index.html"' in plain_row and ">0.366</a>" in plain_row
+    assert 'href="imagenet_lt/entry-oltr2019-plain/index.html"' in plain_row and 'data-frac="0.295">29.5</span></a>' in plain_row
+    assert 'href="places_lt/entry-oltr2019-plain/index.html"' in plain_row and 'data-frac="0.366">36.6</span></a>' in plain_row
 
 
 # -- publishing: local paths and machine details --------------------------------------------------

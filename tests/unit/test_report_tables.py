@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,30 @@ def test_seeds_of_one_config_are_averaged_and_other_configs_stay_apart(tmp_path)
     assert cells[7] == "3"  # Seeds column
     assert cells[11] == "0.320 ± 0.020"  # Top-1: mean ± sample std
     assert cells[10] == "–"  # Few is null in every seed
+
+
+def test_runs_that_repeat_a_seed_are_one_seed(cli, tmp_path):
+    import shutil
+
+    first = make_run(tmp_path / "runs", seed=0, metrics={"top1": 0.30, "open_f1": 0.2})
+    again = first.with_name(first.name + "-again")  # the same config and seed, run twice
+    shutil.copytree(first, again)
+    results = json.loads((again / "results.json").read_text())
+    results["metrics"]["top1"] = 0.34
+    (again / "results.json").write_text(json.dumps(results))
+    (row,) = rows_of(tmp_path / "runs")
+    assert (row.seeds, row.n_seeds, row.repeats, len(row.runs)) == ([0], 1, 1, 2)
+    assert row.metrics["top1"] == pytest.approx(0.32) and row.std == {}  # no ± 0.000 from one seed
+    cells = line_of(markdown_tables([row]), "plain")
+    assert cells[7] == "1 (2 runs)" and cells[11] == "0.320"
+    # A third run with another seed: two seeds, the std over the seeds' values (0.32 and 0.40).
+    make_run(tmp_path / "runs", seed=1, metrics={"top1": 0.40, "open_f1": 0.2})
+    (row,) = rows_of(tmp_path / "runs")
+    assert (row.seeds, row.n_seeds) == ([0, 1], 2)
+    assert row.metrics["top1"] == pytest.approx(0.36) and row.std["top1"] == pytest.approx(statistics.stdev([0.32, 0.40]))
+    out = cli("leaderboard", "add", str(first), str(again), "--dir", str(tmp_path / "lb")).output
+    entry = json.loads(Path(out.strip().splitlines()[-1]).read_text())
+    assert entry["seeds"] == [0] and "metrics_std" not in entry and len(entry["provenance"]["runs"]) == 2
 
 
 def test_rows_describe_backbone_pretraining_epochs_and_source(tmp_path):
@@ -92,15 +117,43 @@ def test_csv_round_trips_every_metric_and_its_std(tmp_path):
     assert run["seeds"] == "2" and float(run["auroc"]) == pytest.approx(0.85) and float(run["auroc_std"]) == pytest.approx(0.0707107, abs=1e-6)
     assert run["fpr95"] == "0.25" and run["fpr95_std"] == "0" and run["oscr"] == "" and run["open_threshold"] == "0.1"
     assert entry["name"] == 'Name, with "quotes"' and entry["open_f1"] == "0.474" and entry["paper_url"] == "https://example.org/paper"
+    # Source files relative to the runs folder (publishable), as recorded only with local_paths.
+    files = run["files"].split(";")
+    assert len(files) == 2 and all(f.startswith(f"{tmp_path.name}/toy_lt/plain/2025-s") and f.endswith("/results.json") for f in files)
+    local = list(csv.DictReader(io.StringIO(csv_table(rows_of(tmp_path / "toy_lt"), local_paths=True))))
+    assert all(f.startswith(str(tmp_path)) for f in local[0]["files"].split(";"))
 
 
 def test_latex_escapes_and_balances(tmp_path):
     make_entry(tmp_path, "p", name="R&D_method 50% #1 {x}", pretraining="in-21k ~ $")
     text = latex_tables(rows_of(tmp_path))
     assert r"R\&D\_method 50\% \#1 \{x\}" in text and r"in-21k \textasciitilde{} \$" in text
-    assert text.count("\\begin{table}") == text.count("\\end{table}") == 1
+    assert text.count("\\begin{table*}") == text.count("\\end{table*}") == 1  # 17 columns span the page
     assert text.count("\\begin{tabular}") == text.count("\\end{tabular}") == 1
+    assert text.count("{") == text.count("}") + text.count("\\{") - text.count("\\}")
     assert latex_escape("many > 100, few ≤ 20, a\\b") == r"many $>$ 100, few $\leq$ 20, a\textbackslash{}b"
+    # The protocol descriptions' >= and <= are one sign each, not "$>$=".
+    assert latex_escape("many >= 100, few <= 20") == r"many $\geq$ 100, few $\leq$ 20"
+
+
+def test_latex_column_selection_label_and_width(cli, tmp_path):
+    make_run(tmp_path / "runs", metrics={"top1": 0.5, "many": 0.6, "medium": 0.5, "few": 0.3, "open_f1": 0.25}, protocol="oltr-code")
+    text = cli("report", str(tmp_path / "runs"), "--no-leaderboard", "--format", "latex", "--percent",
+               "--columns", "backbone,many,medium,few,top1,open_f1").output
+    assert "$>$=" not in text and r"many $\geq$ 100, few $\leq$ 20" in text
+    assert r"\label{tab:oltr-toy-lt-oltr-code}" in text
+    # Seven columns fit one column of a two-column paper: no \resizebox, a plain table in \small.
+    assert "\\begin{table}[t]" in text and "\\small" in text and "resizebox" not in text
+    assert "\\begin{tabular}{llrrrrr}" in text
+    assert "Method & Backbone & Many & Medium & Few & Top-1 & Open F \\\\" in text
+    assert "plain & resnet10 & 60.0 & 50.0 & 30.0 & 50.0 & 25.0 \\\\" in text
+    md = cli("report", str(tmp_path / "runs"), "--no-leaderboard", "--columns", "name,ece,seeds").output
+    assert "| Method | ECE | Seeds |" in md and "| plain | – | 1 |" in md
+    for bad, message in ((["--columns", "top-1,few"], "--columns 'top-1,few': unknown 'top-1'; expected comma-separated keys from: backbone,"),
+                         (["--columns", "few,few"], "few given twice"),
+                         (["--columns", "few", "--format", "csv"], "--columns applies to Markdown and LaTeX tables")):
+        result = cli("report", str(tmp_path / "runs"), "--no-leaderboard", *bad, ok=False)
+        assert result.exit_code == 2 and message in result.output
 
 
 def test_latex_has_the_other_reported_column(tmp_path):

@@ -23,6 +23,11 @@ def test_datasets_listing_says_what_is_needed(cli):
         assert line in text
     assert "ILSVRC-2012 train/<wnid>/" in text and "ILSVRC-2010 val" in text
     assert "Places-Extra69" in text and "train.rec and train.idx" in text and "--official DIR" in text
+    # Where the released lists and the source datasets come from (nothing is downloaded).
+    assert text.count("from: the released lists of the OLTR paper (with the open list): the OLTR repository's README, "
+                      "https://github.com/zhmiao/OpenLongTailRecognition-OLTR") == 2
+    assert "https://image-net.org/download.php" in text and "http://places2.csail.mit.edu/download.html" in text
+    assert "deepinsight/insightface" in text
 
 
 def test_make_splits_imagenet_from_the_cli(cli, tree, tmp_path):
@@ -131,3 +136,25 @@ def test_folder_takes_a_partial_pareto_profile(cli, tmp_path):
     profile = manifest["source"]["profile"]
     assert profile["kind"] == "pareto" and profile["alpha"] == 6.0 and profile["min"] == 3
     assert manifest["source"]["profile_from_data"] == ["max"] and min(manifest["train_counts"]) == 3
+
+
+def test_a_split_is_found_by_name_in_the_work_folder_wherever_it_is(cli, tmp_path, monkeypatch):
+    """`evaluate --splits embedded` works as `run --dataset embedded` does; README paths written for
+    ./oltr_work say where the split is when $OLTR_BENCH_HOME moved it."""
+    from oltr_bench.metrics.predictions import write_predictions
+    from tests.report_fixtures import list_split, random_logits
+
+    split = list_split(tmp_path / "work" / "splits")  # $OLTR_BENCH_HOME/splits/toy_lt
+    ids, logits = random_logits(split)
+    write_predictions(tmp_path / "p.npz", ids=ids, logits=logits, split_fingerprint=split.fingerprint)
+    monkeypatch.chdir(tmp_path)
+    by_name = cli("evaluate", "--predictions", "p.npz", "--splits", "toy_lt", "--json", "a.json").stdout
+    by_path = cli("evaluate", "--predictions", "p.npz", "--splits", str(split.path), "--json", "b.json").stdout
+    assert by_name == by_path and json.loads((tmp_path / "a.json").read_text())["split_fingerprint"] == split.fingerprint
+    moved = cli("evaluate", "--predictions", "p.npz", "--splits", "oltr_work/splits/toy_lt", ok=False)
+    assert moved.exit_code == 2 and f"$OLTR_BENCH_HOME puts the work folder at {tmp_path / 'work'}, where" in moved.output
+    missing = cli("evaluate", "--predictions", "p.npz", "--splits", "places_lt", ok=False)
+    assert missing.exit_code == 2 and f"no split directory for dataset 'places_lt' under {tmp_path / 'work' / 'splits'}" in missing.output
+    (tmp_path / "work" / "runs").mkdir()
+    moved = cli("report", "oltr_work/runs", ok=False)
+    assert moved.exit_code == 2 and f"where {tmp_path / 'work' / 'runs'} exists" in moved.output

@@ -1,7 +1,11 @@
-// Sorting and filtering of the leaderboard tables. No dependencies; works from file://.
+// The leaderboard pages: sorting, filters and search, column groups, the percent/fraction switch.
+// No dependencies; works from file://. The numbers' texts are rendered by oltr-bench (data-pct,
+// data-frac): this script only chooses which one is shown.
 "use strict";
 
 (function () {
+  const UNITS_KEY = "oltr-bench-units";
+
   // The value a cell sorts by: its data-sort attribute (numbers) or its text. Empty = missing.
   function sortKey(row, index, numeric) {
     const cell = row.cells[index];
@@ -12,14 +16,20 @@
     return Number.isFinite(value) ? value : null;
   }
 
+  // First click: the better end first (higher numbers, or lower where data-better="lower": the
+  // rank, FPR@95, ECE), text A to Z; later clicks reverse.
+  function firstOrder(th) {
+    if (th.dataset.type !== "num") return "ascending";
+    return th.dataset.better === "lower" ? "ascending" : "descending";
+  }
+
   function sortBy(table, th) {
     const headers = Array.from(th.parentNode.children);
     const index = headers.indexOf(th);
     const numeric = th.dataset.type === "num";
     const current = th.getAttribute("aria-sort");
-    // First click: numbers descending (best accuracy first), text ascending; later clicks reverse.
-    const order = current === "none" ? (numeric ? "descending" : "ascending") : (current === "ascending" ? "descending" : "ascending");
-    headers.forEach((h) => h.setAttribute("aria-sort", "none"));
+    const order = current === "none" ? firstOrder(th) : (current === "ascending" ? "descending" : "ascending");
+    headers.forEach((h) => { if (h.hasAttribute("aria-sort")) h.setAttribute("aria-sort", "none"); });
     th.setAttribute("aria-sort", order);
     const sign = order === "ascending" ? 1 : -1;
     const body = table.tBodies[0];
@@ -35,17 +45,42 @@
     rows.forEach((r) => body.appendChild(r.row));
   }
 
-  function applyFilters(form, table) {
+  // Rows of every table on the page that match all filters and contain the search text.
+  function applyFilters(form) {
     const selects = Array.from(form.querySelectorAll("select[data-filter]"));
+    const search = form.querySelector("input[data-search]");
+    const query = search ? search.value.trim().toLowerCase() : "";
+    const rows = Array.from(document.querySelectorAll("table.leaderboard tbody tr"));
     let shown = 0;
-    const rows = Array.from(table.tBodies[0].rows);
     rows.forEach((row) => {
-      const ok = selects.every((s) => s.value === "" || row.dataset[s.dataset.filter] === s.value);
+      const ok = selects.every((s) => s.value === "" || row.dataset[s.dataset.filter] === s.value)
+        && (query === "" || (row.dataset.search || "").includes(query));
       row.hidden = !ok;
       if (ok) shown += 1;
     });
     const counter = form.querySelector(".shown");
     if (counter) counter.textContent = shown + " of " + rows.length + " rows";
+  }
+
+  function showGroup(group, shown) {
+    document.body.classList.toggle("hide-" + group, !shown);
+  }
+
+  function setUnits(units) {
+    const fraction = units === "fraction";
+    document.querySelectorAll("[data-pct]").forEach((el) => {
+      el.textContent = fraction ? el.dataset.frac : el.dataset.pct;
+    });
+    document.querySelectorAll("input[name=units]").forEach((input) => { input.checked = input.value === units; });
+    document.documentElement.dataset.units = units;
+  }
+
+  function savedUnits() {
+    try {
+      return window.localStorage.getItem(UNITS_KEY) === "fraction" ? "fraction" : "percent";
+    } catch (e) {
+      return "percent"; // storage unavailable (some file:// setups): every page starts in percent
+    }
   }
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -56,10 +91,22 @@
       });
     });
     const form = document.querySelector("form.filters");
-    const table = document.querySelector("table.leaderboard");
-    if (form && table) {
-      form.addEventListener("change", () => applyFilters(form, table));
-      applyFilters(form, table);
+    if (form) {
+      form.addEventListener("change", () => applyFilters(form));
+      form.addEventListener("input", () => applyFilters(form));
+      form.addEventListener("submit", (event) => event.preventDefault());
+      applyFilters(form);
     }
+    document.querySelectorAll("input[data-group]").forEach((box) => {
+      box.addEventListener("change", () => showGroup(box.dataset.group, box.checked));
+      showGroup(box.dataset.group, box.checked);
+    });
+    document.querySelectorAll("input[name=units]").forEach((input) => {
+      input.addEventListener("change", () => {
+        setUnits(input.value);
+        try { window.localStorage.setItem(UNITS_KEY, input.value); } catch (e) { /* not kept across pages */ }
+      });
+    });
+    setUnits(savedUnits());
   });
 })();
