@@ -68,3 +68,17 @@ def get_protocol(name: str) -> Protocol:
     if name not in PROTOCOLS:
         raise OltrError(f"unknown protocol {name!r}; expected one of: {', '.join(PROTOCOLS)}")
     return PROTOCOLS[name]
+
+
+# -- Face identification (MS1M-LT, SPEC.md §6) ------------------------------------------------------
+# The shot groups of a probe identity, by its images in the MS1M-LT training list (0 = an identity
+# never trained on). Many/medium/few keep the object benchmarks' boundaries (> 100, 20..100, < 20);
+# one-shot and zero-shot, which the OLTR paper's MS1M-LT table reports separately, are taken out of few.
+FACE_GROUPS = ("many", "medium", "few", "one", "zero")
+FACE_GROUP_RULES = {"many": "n > 100", "medium": "20 <= n <= 100", "few": "2 <= n < 20", "one": "n = 1", "zero": "n = 0"}
+
+
+def face_groups(train_counts) -> np.ndarray:
+    """Index into :data:`FACE_GROUPS` of each probe identity's training count (``n >= 0``)."""
+    n = np.asarray(train_counts, dtype=np.int64)
+    return np.select([n > MANY_THRESHOLD, n >= FEW_THRESHOLD, n >= 2, n == 1], [0, 1, 2, 3], default=4)

@@ -15,7 +15,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from numpy.lib import format as npformat
@@ -70,6 +70,27 @@ class Archive:
                 return npformat.read_array(fh, allow_pickle=False)
             except (ValueError, OSError, EOFError) as exc:
                 raise OltrError(f"{self.path}: {key}: the array cannot be read ({exc}); expected an archive written by numpy.savez") from None
+
+    def iter_rows(self, key: str, rows: int, stop: int | None = None) -> Iterator[np.ndarray]:
+        """The first ``stop`` rows (default all) of the 2-D array ``key`` in blocks of at most ``rows``
+        rows, read straight from the archive: memory holds one block, never the whole array."""
+        member = self.members[key]
+        n = member.shape[0] if stop is None else min(stop, member.shape[0])
+        if member.fortran_order:  # column-major: rows are not contiguous on disk; read it whole
+            array = self.load(key)
+            for start in range(0, n, rows):
+                yield np.ascontiguousarray(array[start:start + rows])
+            return
+        width = int(np.prod(member.shape[1:], dtype=np.int64))
+        row_bytes = width * member.dtype.itemsize
+        with self._zf.open(self._infos[key]) as fh:
+            _header(fh)
+            for start in range(0, n, rows):
+                count = min(rows, n - start)
+                data = fh.read(count * row_bytes)
+                if len(data) != count * row_bytes:
+                    raise OltrError(f"{self.path}: {key}: the member ends after {start:,} rows; expected {n:,}")
+                yield np.frombuffer(data, dtype=member.dtype).reshape(count, *member.shape[1:])
 
 
 def _header(fh) -> tuple[tuple[int, ...], bool, np.dtype]:
