@@ -7,7 +7,8 @@ names what it found. The modules of this package depend on nothing above them in
 (no torch, no engine), so the report, the CLI and the engine can all use them:
 
 - :mod:`~oltr_bench.formats.jsonio`: the checked JSON reader every JSON file goes through;
-- :mod:`~oltr_bench.formats.results`: ``results.json`` (SPEC.md §3);
+- :mod:`~oltr_bench.formats.results`: ``results.json`` (SPEC.md §3) and ``face_results.json`` (§6);
+- :mod:`~oltr_bench.formats.megaface`: MegaFace devkit feature files and the insightface MegaFace test pack;
 - :mod:`~oltr_bench.formats.rundir`: :class:`~oltr_bench.formats.rundir.RunDir`, the one owner of a
   run directory's layout, status, config and results;
 - :mod:`~oltr_bench.formats.recordio`: MXNet RecordIO packs (MS1M-ArcFace), read without MXNet.
@@ -19,6 +20,7 @@ from typing import Any
 
 SPLITS = "oltr-bench-splits/1"  # a split directory's manifest.json (SPEC.md §1)
 RESULTS = "oltr-bench-results/1"  # results.json (SPEC.md §3)
+FACE_RESULTS = "oltr-bench-face-results/1"  # face_results.json (SPEC.md §6)
 RUN = "oltr-bench-run/1"  # a run directory's manifest.json
 ENTRY = "oltr-bench-entry/1"  # a leaderboard entry (SPEC.md §4)
 CHECKPOINT = "oltr-bench-checkpoint/2"  # checkpoints/*.pt (read with weights_only)

@@ -1,4 +1,5 @@
-"""``results.json`` (SPEC.md §3): the metrics of one evaluation, written by ``run`` and ``evaluate``."""
+"""``results.json`` (SPEC.md §3): the metrics of one evaluation, written by ``run`` and ``evaluate``;
+``face_results.json`` (SPEC.md §6): a face identification evaluation, written by ``evaluate-faces``."""
 
 from __future__ import annotations
 
@@ -56,3 +57,42 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
 def write_results(path: str | os.PathLike, results: dict[str, Any]) -> None:
     """Write ``results.json`` atomically (a reader never sees a partial file)."""
     atomic_write_json(path, results)
+
+
+def _face_metrics(value: Any) -> bool:
+    if not isinstance(value, dict):
+        return False
+    for key, v in value.items():
+        if key == "cmc":
+            if not (isinstance(v, list) and all(_fraction_or_null(c) for c in v)):
+                return False
+        elif key == "tar_at_far":
+            if not _metrics(v):
+                return False
+        elif not _fraction_or_null(v):
+            return False
+    return True
+
+
+FACE_FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
+    "dataset": FIELDS["dataset"],
+    "metrics": (True, _face_metrics, "an object of SPEC.md §6 metrics (fractions in [0, 1] or null; cmc a list, tar_at_far an object)"),
+    "method": FIELDS["method"],
+    "protocol": (False, lambda v: v is None or isinstance(v, str), "the face protocol's name (heldout, megaface, embedded) or null"),
+    "distractors": (True, lambda v: is_int(v) and v >= 0, "the number of distractors used"),
+    "groups": FIELDS["groups"],
+    "counts": FIELDS["counts"],
+    "provenance": FIELDS["provenance"],
+}
+
+
+def load_face_results(path: str | os.PathLike) -> dict[str, Any]:
+    """A ``face_results.json``, checked like :func:`load_results`; ``_path`` names it."""
+    where = str(path)
+    data = read_json(Path(path), "a face_results.json (SPEC.md §6)")
+    if not formats.is_format(data.get("format"), formats.FACE_RESULTS):
+        raise OltrError(f"{path}: format {data.get('format')!r} is not an oltr-bench face results file")
+    for key, (required, check, expected) in FACE_FIELDS.items():
+        expect(data, key, where, check, expected, required=required)
+    data["_path"] = str(path)
+    return data

@@ -180,3 +180,42 @@ def identification(
               "identities": int(len(np.unique(np.asarray(probe_identity)))), "distractors": n_distractors,
               "impostor_scores": impostors}
     return {"metrics": metrics, "groups": groups, "counts": counts}
+
+
+def evaluate_embeddings(path, *, distractors: int | None = None, subset: np.ndarray | None = None,
+                        subset_name: str | None = None, method: str | None = None, device: str | None = None,
+                        block_rows: int | None = None, progress: bool = False) -> dict[str, Any]:
+    """Validate an embeddings file (SPEC.md §6) and score it: the contents of ``face_results.json``.
+
+    ``distractors``: use the first that many (default all); ``subset``: the ids of a named subset
+    list instead (``subset_name`` is recorded)."""
+    import time
+
+    from tqdm import tqdm
+
+    from oltr_bench import __version__, formats
+    from oltr_bench.metrics.embeddings import EmbeddingsFile
+
+    started = time.perf_counter()
+    with EmbeddingsFile(path) as emb:
+        rows = block_rows or max(256, BLOCK_ELEMENTS // max(len(emb.probe_ids), 1))
+        count, selected = emb.select(distractors, subset)
+        dev = pick_device(device)
+        bar = tqdm(total=count, desc="distractors", unit="img", unit_scale=True, disable=not progress, leave=False)
+        scored = identification(emb.probe_features, emb.probe_identity, emb.distractor_blocks(rows, count, selected), count,
+                                emb.probe_train_count, device=dev, progress=bar.update)
+        bar.close()
+        meta = emb.meta
+    return {
+        "format": formats.FACE_RESULTS,
+        "dataset": str(meta.get("dataset") or "ms1m_lt"),
+        "method": method or meta.get("method"),
+        "protocol": meta.get("protocol"),
+        "metrics": scored["metrics"],
+        "groups": scored["groups"],
+        "distractors": count,
+        "distractor_subset": subset_name,
+        "counts": scored["counts"],
+        "provenance": {"embeddings": str(path), "embedding": meta.get("embedding"), "meta": meta, "device": str(dev),
+                       "block_rows": rows, "seconds": round(time.perf_counter() - started, 3), "oltr_bench": __version__},
+    }
