@@ -330,6 +330,13 @@ class DME(Method):
         if empty:
             ctx.log(f"dme: {empty} classes have no training image; their centroids start at 0")
 
+    embedding_name = "meta_embedding"
+
+    def embedding(self, outputs: dict[str, torch.Tensor], model: MethodModel) -> torch.Tensor:
+        """The dynamic meta-embedding v_meta (what the cosine classifier scores), not the direct feature."""
+        with torch.autocast(outputs["features"].device.type, enabled=False):
+            return model.head.meta_embedding(at_least_float32(outputs["features"]))
+
     def loss(
         self, outputs: dict[str, torch.Tensor], targets: torch.Tensor, model: MethodModel
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -219,6 +219,14 @@ class Method:
         """Scores written to the predictions file: ``logits`` (or ``probs``), optionally ``pred`` and ``known_score``."""
         return {"logits": outputs["logits"]}
 
+    embedding_name = "penultimate"
+    """What :meth:`embedding` returns, recorded in embeddings files (SPEC.md §6)."""
+
+    def embedding(self, outputs: dict[str, torch.Tensor], model: "MethodModel") -> torch.Tensor:
+        """The method's own embedding of an image for face identification (``oltr-bench embed``);
+        default: the penultimate features the head works on."""
+        return outputs["features"]
+
     def state_dict(self) -> dict[str, Any]:
         """Fitted state that is not a model parameter (saved with checkpoints)."""
         return {}

@@ -75,4 +75,74 @@ def evaluate_faces_cmd(embeddings, distractors, subset, method, device, block_ro
     click.echo(f"face results: {json_out}")
 
 
-COMMANDS = (evaluate_faces_cmd,)
+@click.command("embed")
+@click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="A finished run directory (its checkpoints/best.pt is the model).")
+@click.option("--protocol", type=click.Choice(["heldout", "megaface"]), default="heldout", show_default=True,
+              help="heldout: probes and distractors from the run's split (test images of known identities, held-out "
+                   "identities as zero-shot probes and distractors); megaface: the user's insightface MegaFace pack.")
+@click.option("--seed", type=int, default=None, help="heldout: which held-out identities are probes [default: the split's seed].")
+@click.option("--megaface", "pack", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="megaface: the insightface MegaFace test pack folder (detected there; never downloaded).")
+@click.option("--size", type=int, default=None, help="megaface: the distractor list size [default: the largest in the pack].")
+@click.option("--noise-lists", is_flag=True, help="megaface: leave out the images of insightface's facescrub_noises.txt / "
+              "megaface_noises.txt (recorded in the results).")
+@click.option("--probe-counts", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="megaface: '<identity> <count>' lines, the MS1M-LT training images of each FaceScrub identity (shot groups).")
+@click.option("--layer", type=click.Choice(["auto", "penultimate"]), default="auto", show_default=True,
+              help="auto: the method's own embedding (DME: the meta-embedding), else the penultimate features.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="The embeddings .npz [default: RUN/embeddings/<protocol>.npz].")
+@click.option("--devkit-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Also write MegaFace devkit feature files (16-byte header + float32) under DIR/probes and DIR/distractors.")
+@click.option("--batch-size", type=int, default=None, help="Images per forward pass [default: the run's eval.batch_size].")
+@click.option("--chunk", type=int, default=8192, show_default=True, help="Images per resumable part.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--allow-unsafe-checkpoints", is_flag=True, help="Read a format-1 checkpoint (full unpickling).")
+def embed_cmd(run_dir, protocol, seed, pack, size, noise_lists, probe_counts, layer, out, devkit_dir, batch_size, chunk, device,
+              no_progress, allow_unsafe_checkpoints) -> None:
+    """Write the embeddings file (SPEC.md §6) of a trained run for face identification.
+
+    Batched through the engine's inference loop with the run's evaluation transform and precision;
+    resumable (parts are kept in OUT.parts until the file is written: rerun the same command);
+    under torchrun each process embeds its share. Score the file with evaluate-faces.
+
+    \b
+    Examples:
+      oltr-bench embed --run oltr_work/runs/ms1m_lt/dme/RUN
+      oltr-bench embed --run RUN --protocol megaface --megaface /data/megaface_testpack --devkit-dir feats/
+      torchrun --nproc_per_node 8 -m oltr_bench embed --run RUN --protocol megaface --megaface /data/pack
+    """
+    from oltr_bench.engine import distributed
+    from oltr_bench.engine.embed import embed_run
+    from oltr_bench.errors import OltrError
+    from oltr_bench.splits.faces import heldout, megaface_lists
+    from oltr_bench.splits.locate import find_split
+    from oltr_bench.formats.rundir import RunDir
+
+    if chunk < 1:
+        raise OltrError(f"--chunk {chunk}: expected a positive number of images")
+    if protocol == "megaface":
+        if pack is None:
+            raise OltrError("--protocol megaface needs --megaface DIR, the insightface MegaFace test pack (oltr-bench never downloads it)")
+        lists = megaface_lists(pack, size, noise_lists, probe_counts)
+    else:
+        if pack is not None or noise_lists or probe_counts is not None or size is not None:
+            raise OltrError("--megaface, --size, --noise-lists and --probe-counts belong to --protocol megaface")
+        manifest = RunDir(run_dir).read_manifest()
+        if manifest is None:
+            raise OltrError(f"{run_dir}: no manifest.json; expected a run directory written by oltr-bench run")
+        lists = heldout(find_split(manifest.get("split_dir") or manifest.get("dataset")), seed)
+    out = out or Path(run_dir) / "embeddings" / f"{protocol}.npz"
+    dist = distributed.setup(device)
+    try:
+        written = embed_run(run_dir, lists, out, layer=layer, dist=dist, batch_size=batch_size, chunk=chunk,
+                            devkit_dir=devkit_dir, progress=not no_progress, allow_unsafe_checkpoints=allow_unsafe_checkpoints)
+    finally:
+        distributed.teardown(dist)
+    if written is not None:
+        click.echo(f"embeddings: {written}  ({len(lists.probes):,} probes, {len(lists.distractors):,} distractors)")
+
+
+COMMANDS = (evaluate_faces_cmd, embed_cmd)
