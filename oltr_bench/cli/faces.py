@@ -28,6 +28,21 @@ def summary(results: dict) -> str:
             f"by group: {groups}\nCMC@1..10: {cmc}\nTAR@FAR: {tar}")
 
 
+def identification_line(results: dict) -> str:
+    """One line: method, protocol, rank-1 overall and by group, distractors."""
+    from oltr_bench.protocols import FACE_GROUPS
+
+    m = results["metrics"]
+
+    def pct(v) -> str:
+        return "–" if v is None else f"{100 * v:.1f}"
+
+    groups = ", ".join(f"{g} {pct(m.get(f'rank1_{g}'))}" for g in FACE_GROUPS if m.get(f"rank1_{g}") is not None)
+    return (f"identification ({results.get('protocol') or 'faces'}, {results['dataset']}): {results.get('method')} rank-1 "
+            f"{pct(m.get('rank1'))}% ({groups}) at {results['distractors']:,} distractors, "
+            f"embedding {results['provenance'].get('embedding')}")
+
+
 @click.command("evaluate-faces")
 @click.option("--embeddings", required=True, type=click.Path(path_type=Path), help="Embeddings .npz (SPEC.md §6).")
 @click.option("--distractors", type=int, default=None, help="Use the first N distractors [default: all].")

@@ -147,3 +147,23 @@ def embed_run(run_dir: Path, lists: FaceLists, out: Path, *, layer: str = "auto"
         megaface.write_features(Path(devkit_dir) / "distractors", lists.distractors, features["distractor"])
     shutil.rmtree(parts, ignore_errors=True)
     return out
+
+
+FACE_RESULTS = "face_results.json"
+
+
+def identify_run(run_dir: Path, *, protocol_lists: FaceLists | None = None, progress: bool = False) -> dict[str, Any]:
+    """``embed`` (heldout protocol unless ``protocol_lists``) then ``evaluate-faces`` on a run; the
+    results are written to ``RUN/face_results.json`` (what ``report`` finds) and returned."""
+    from oltr_bench.metrics.faces import evaluate_embeddings
+    from oltr_bench.splits.faces import heldout
+
+    run_dir = Path(run_dir)
+    if protocol_lists is None:
+        manifest = RunDir(run_dir).read_manifest() or {}
+        protocol_lists = heldout(find_split(manifest.get("split_dir") or manifest.get("dataset")))
+    out = run_dir / "embeddings" / f"{protocol_lists.protocol}.npz"
+    embed_run(run_dir, protocol_lists, out, progress=progress)
+    results = evaluate_embeddings(out, progress=progress)
+    atomic_write_json(run_dir / FACE_RESULTS, results)
+    return results
