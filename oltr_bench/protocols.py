@@ -75,6 +75,7 @@ def get_protocol(name: str) -> Protocol:
 # never trained on). Many/medium/few keep the object benchmarks' boundaries (> 100, 20..100, < 20);
 # one-shot and zero-shot, which the OLTR paper's MS1M-LT table reports separately, are taken out of few.
 FACE_GROUPS = ("many", "medium", "few", "one", "zero")
+FACE_FARS = ("1e-06", "1e-05", "1e-04", "1e-03")  # the false accept rates of tar_at_far (its keys, exact decimals)
 FACE_GROUP_RULES = {"many": "n > 100", "medium": "20 <= n <= 100", "few": "2 <= n < 20", "one": "n = 1", "zero": "n = 0"}
 
 

@@ -9,7 +9,9 @@ import click
 
 log = logging.getLogger(__name__)
 
-FACE_RESULTS = "face_results.json"
+from oltr_bench.formats.rundir import RunDir
+
+FACE_RESULTS = RunDir.FACE_RESULTS
 
 
 def summary(results: dict) -> str:
@@ -134,7 +136,6 @@ def embed_cmd(run_dir, protocol, seed, pack, size, noise_lists, probe_counts, la
     from oltr_bench.errors import OltrError
     from oltr_bench.splits.faces import heldout, megaface_lists
     from oltr_bench.splits.locate import find_split
-    from oltr_bench.formats.rundir import RunDir
 
     if chunk < 1:
         raise OltrError(f"--chunk {chunk}: expected a positive number of images")

@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 def report_cmd(paths, fmt, output, html, columns, percent, no_leaderboard, no_plots, local_paths) -> None:
     """Tables of many/medium/few/top-1, open F, AUROC, FPR@95 and OSCR, and the leaderboard site.
 
-    PATHS may be run directories, results.json files, leaderboard entry files, or folders
-    searched for them [default: oltr_work/runs]. Seeds of one configuration are averaged
+    PATHS may be run directories, results.json files, leaderboard entry files, face_results.json
+    files (SPEC.md §6; Markdown and the site show them as face identification tables with CMC),
+    or folders searched for them [default: oltr_work/runs]. Seeds of one configuration are averaged
     (mean ± std, with the seed count). One table per dataset and protocol; the tables also show
     the leaderboard entries of the datasets you report on, the site shows every entry, and its
     index a methods overview: your runs next to the published results of every dataset.
@@ -60,19 +61,22 @@ def report_cmd(paths, fmt, output, html, columns, percent, no_leaderboard, no_pl
     else:
         inputs = [runs_root()] if runs_root().is_dir() else []
     collected = collect(inputs, leaderboard_dirs=[] if no_leaderboard else leaderboard_dirs())
-    if not collected.runs and not collected.entries:
+    if not collected.runs and not collected.entries and not collected.faces:
         where = ", ".join(map(str, inputs)) or str(runs_root())
         raise OltrError(f"nothing to report: no results.json or leaderboard entry found under {where}; run 'oltr-bench run' first")
     rows = build_rows(collected)
     if tables_wanted:
         text = render(rows_for_tables(rows), fmt, percent, local_paths, selected)
+        if collected.faces and fmt == "md":  # face identification (SPEC.md §6): its own table per dataset and protocol
+            from oltr_bench.report.faces import face_rows, markdown
+            text = text.rstrip("\n") + "\n\n" + markdown(face_rows(collected.faces), percent) + "\n"
         if output:
             atomic_write_text(output, text)
             log.info("tables written to %s", output)
         else:
             click.echo(text)
     if html:
-        summary = build_site(rows, html, plots=not no_plots, progress=True, local_paths=local_paths)
+        summary = build_site(rows, html, plots=not no_plots, progress=True, local_paths=local_paths, faces=collected.faces)
         log.info("%d pages, %d plots drawn, %d reused", summary.pages, summary.plots_drawn, summary.plots_reused)
         click.echo(f"site: {summary.index.resolve()}")
 

@@ -149,9 +149,6 @@ def embed_run(run_dir: Path, lists: FaceLists, out: Path, *, layer: str = "auto"
     return out
 
 
-FACE_RESULTS = "face_results.json"
-
-
 def identify_run(run_dir: Path, *, protocol_lists: FaceLists | None = None, progress: bool = False) -> dict[str, Any]:
     """``embed`` (heldout protocol unless ``protocol_lists``) then ``evaluate-faces`` on a run; the
     results are written to ``RUN/face_results.json`` (what ``report`` finds) and returned."""
@@ -165,5 +162,5 @@ def identify_run(run_dir: Path, *, protocol_lists: FaceLists | None = None, prog
     out = run_dir / "embeddings" / f"{protocol_lists.protocol}.npz"
     embed_run(run_dir, protocol_lists, out, progress=progress)
     results = evaluate_embeddings(out, progress=progress)
-    atomic_write_json(run_dir / FACE_RESULTS, results)
+    atomic_write_json(run_dir / RunDir.FACE_RESULTS, results)
     return results

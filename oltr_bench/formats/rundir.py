@@ -9,6 +9,7 @@
 - ``checkpoints/{best,last}.pt``;
 - ``predictions/{val,test}.npz`` (SPEC.md §2);
 - ``results.json`` (SPEC.md §3), written last: a run without it did not complete;
+- ``embeddings/<protocol>.npz`` and ``face_results.json`` (SPEC.md §6) when faces were evaluated;
 - ``feature_cache/`` and ``tensorboard/`` when those are on.
 
 The runner creates run directories, the engine writes them, and ``evaluate``, the reporter and
@@ -41,6 +42,7 @@ class RunDir:
     MANIFEST = "manifest.json"
     LOG = "train_log.jsonl"
     RESULTS = "results.json"
+    FACE_RESULTS = "face_results.json"  # SPEC.md §6, written by embed + evaluate-faces (the demo) into the run directory
     CHECKPOINTS = "checkpoints"
     PREDICTIONS = "predictions"
     FEATURE_CACHE = "feature_cache"

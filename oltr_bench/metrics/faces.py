@@ -29,12 +29,12 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from oltr_bench.protocols import FACE_GROUP_RULES, FACE_GROUPS, face_groups
+from oltr_bench.protocols import FACE_FARS, FACE_GROUP_RULES, FACE_GROUPS, face_groups
 
 log = logging.getLogger(__name__)
 
 CMC_RANKS = 10
-FARS = ("1e-06", "1e-05", "1e-04", "1e-03")  # the keys of tar_at_far, exact decimals
+FARS = FACE_FARS
 BLOCK_ELEMENTS = 2**25  # probes x block scores held at once (256 MiB in float64)
 
 

@@ -1,4 +1,5 @@
-"""Find and load what a report is made of: run directories, ``results.json`` files and leaderboard entries.
+"""Find and load what a report is made of: run directories, ``results.json`` files, leaderboard entries
+and ``face_results.json`` files (SPEC.md §6).
 
 A path may be a results file, an entry file, a run directory, or a folder searched for both
 (``results.json`` below it, and entry files ``*.json`` whose ``format`` is an entry's).
@@ -14,13 +15,13 @@ from typing import Any, Iterable
 from oltr_bench import formats
 from oltr_bench.errors import OltrError
 from oltr_bench.formats.jsonio import loads_yaml, read_json
-from oltr_bench.formats.results import load_results
+from oltr_bench.formats.results import load_face_results, load_results
 from oltr_bench.formats.rundir import RunDir
 from oltr_bench.paths import work_dir_hint
 from oltr_bench.report import entries as lb
 
 # JSON files of a run or split directory that are never leaderboard entries.
-NOT_ENTRIES = {RunDir.RESULTS, RunDir.MANIFEST}
+NOT_ENTRIES = {RunDir.RESULTS, RunDir.MANIFEST, RunDir.FACE_RESULTS}
 
 
 @dataclass
@@ -46,6 +47,7 @@ class EntryRecord:
 class Collected:
     runs: list[RunRecord] = field(default_factory=list)
     entries: list[EntryRecord] = field(default_factory=list)
+    faces: list[dict[str, Any]] = field(default_factory=list)  # face_results.json files (SPEC.md §6), ``_path`` set
 
 
 def refuse_predictions(path: Path) -> None:
@@ -124,6 +126,7 @@ def collect(paths: Iterable[Path], *, leaderboard_dirs: Iterable[Path] = ()) -> 
     """Runs and entries named by ``paths``, plus every entry in ``leaderboard_dirs`` (duplicates dropped)."""
     result_files: list[Path] = []
     entry_files: list[Path] = []
+    face_files: list[Path] = []
     for path in map(Path, paths):
         if path.is_file():
             refuse_predictions(path)
@@ -132,10 +135,13 @@ def collect(paths: Iterable[Path], *, leaderboard_dirs: Iterable[Path] = ()) -> 
                 entry_files.append(path)
             elif formats.is_format(fmt, formats.RESULTS) or path.name == RunDir.RESULTS:
                 result_files.append(path)
+            elif formats.is_format(fmt, formats.FACE_RESULTS):
+                face_files.append(path)
             else:
                 raise OltrError(f"{path}: format {fmt or 'unknown'!r}; expected a results.json, a leaderboard entry, a run directory or a folder of runs")
         elif path.is_dir():
             result_files += sorted(path.rglob(RunDir.RESULTS))
+            face_files += sorted(path.rglob(RunDir.FACE_RESULTS))
             entry_files += [p for p in _entry_candidates(path) if lb.is_entry_file(p)]
         else:
             raise OltrError(f"{path} does not exist; expected a run directory, a results.json file, a leaderboard entry or a "
@@ -152,6 +158,10 @@ def collect(paths: Iterable[Path], *, leaderboard_dirs: Iterable[Path] = ()) -> 
             seen.add(path.resolve())
             named.append(path)
     out.entries += load_entries(named)
+    for path in face_files:
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            out.faces.append(load_face_results(path))
     for root in leaderboard_dirs:
         files = [p for p in lb.entry_files(root) if p.resolve() not in seen]
         seen.update(p.resolve() for p in files)

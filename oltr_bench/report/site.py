@@ -33,7 +33,8 @@ from tqdm import tqdm
 
 from oltr_bench import __version__
 from oltr_bench.errors import OltrError
-from oltr_bench.protocols import PROTOCOLS
+from oltr_bench.protocols import FACE_FARS, FACE_GROUP_RULES, PROTOCOLS
+from oltr_bench.report import faces as faces_mod
 from oltr_bench.report import tables
 from oltr_bench.metrics.keys import BY_KEY, GROUP_TITLES, METRIC_KEYS, PAPER_KEYS, SITE_GROUPS, MetricKey, page_keys
 from oltr_bench.report.entries import is_http_url
@@ -178,7 +179,7 @@ def check_site_dir(out: Path) -> None:
 
 
 def build_site(rows: Sequence[Row], out: str | Path, *, plots: bool = True, progress: bool = False,
-               local_paths: bool = False) -> SiteSummary:
+               local_paths: bool = False, faces: Sequence[dict[str, Any]] = ()) -> SiteSummary:
     """Write the site for ``rows`` to ``out`` (atomically); returns where its index is.
 
     Local paths and machine details are redacted (:mod:`oltr_bench.report.redact`) unless
@@ -187,7 +188,9 @@ def build_site(rows: Sequence[Row], out: str | Path, *, plots: bool = True, prog
     check_site_dir(out)
     env = environment()
     redactor = Redactor(site_anchors(run for row in rows for run in row.runs), enabled=not local_paths)
-    datasets = [DatasetPage(name, [r for r in rows if r.dataset == name]) for name in sorted({r.dataset for r in rows})]
+    face_groups = faces_mod.tables(faces_mod.face_rows(faces))
+    names = sorted({r.dataset for r in rows} | {d for d, _, _ in face_groups})
+    datasets = [DatasetPage(name, [r for r in rows if r.dataset == name]) for name in names]
     comparisons = reported_vs_reproduced(rows)
     common = {"version": __version__, "generated": time.strftime("%Y-%m-%d %H:%M %Z"), "datasets": datasets,
               "protocols": PROTOCOLS, "current_dataset": None, "paths": redactor}
@@ -213,7 +216,9 @@ def build_site(rows: Sequence[Row], out: str | Path, *, plots: bool = True, prog
             filters = [(key, label, sorted({_filter_value(r, key) for r in ds.rows})) for key, label in FILTERS]
             _write(folder / "index.html", env.get_template("dataset.html").render(
                 **{**common, "current_dataset": ds.name}, root="../", dataset=ds, info_columns=INFO_COLUMNS, filters=filters,
-                groups=GROUPS, rank_rule=RANK_RULE, legend=tables.LEGEND))
+                groups=GROUPS, rank_rule=RANK_RULE, legend=tables.LEGEND,
+                faces=[(p, rs, faces_mod.cmc_svg(rs)) for d, p, rs in face_groups if d == ds.name],
+                face_columns=faces_mod.COLUMNS, face_fars=FACE_FARS, face_rules=", ".join(f"{g} {r}" for g, r in FACE_GROUP_RULES.items())))
             pages += 1
             for row in ds.rows:
                 _detail_page(env, common, row, folder / row.slug, cache if plots else None)
