@@ -37,7 +37,7 @@ from oltr_bench.protocols import FACE_FARS, FACE_GROUP_RULES, PROTOCOLS
 from oltr_bench.report import faces as faces_mod
 from oltr_bench.report import tables
 from oltr_bench.metrics.keys import BY_KEY, GROUP_TITLES, METRIC_KEYS, PAPER_KEYS, SITE_GROUPS, MetricKey, page_keys
-from oltr_bench.report.entries import is_http_url
+from oltr_bench.report.entries import is_http_url, slugify
 from oltr_bench.report.overview import methods_overview
 from oltr_bench.report.plots import PlotCache, page_plots
 from oltr_bench.report.redact import Redactor, site_anchors
@@ -77,7 +77,7 @@ class DatasetPage:
 
     @property
     def folder(self) -> str:
-        return self.rows[0].folder
+        return self.rows[0].folder if self.rows else slugify(self.name, "dataset")  # a dataset with face results only
 
     @cached_property
     def tables(self) -> list[PageTable]:
