@@ -63,7 +63,7 @@ def test_full_predictions_evaluate_exactly(cli, embedded_split, tmp_path):
 def test_version_and_help(cli):
     assert cli("--version").output.strip() == f"oltr-bench, version {__version__}"
     text = cli("--help").output
-    for command in ("make-splits", "run", "evaluate", "report", "datasets", "methods", "demo"):
+    for command in ("make-splits", "run", "evaluate", "report", "datasets", "methods", "demo", "embed", "evaluate-faces"):
         assert command in text
         assert "Example" in cli(command, "--help").output
 

@@ -308,6 +308,7 @@ def test_demo_points_to_the_overview_of_its_runs_and_the_papers(cli, embedded_sp
     (tmp_path / "work" / "splits").mkdir(parents=True)
     (tmp_path / "work" / "splits" / "embedded").symlink_to(embedded_split.path)
     out = cli("demo", "--quick", "--method", "plain").output
+    assert "identification (heldout, embedded): plain rank-1 " in out and "at 360 distractors, embedding penultimate" in out
     index = tmp_path / "work" / "report" / "site" / "index.html"
     assert f"methods overview, these runs next to the published OLTR results: {index.resolve().as_uri()}#methods" in out
     html = index.read_text()
