@@ -54,9 +54,10 @@ def demo_cmd(methods, seed, quick) -> None:
     faces = [identify_run(run_dir) for run_dir in run_dirs]  # the embedded analogue of MS1M-LT's face identification
     rows = build_rows(collect(run_dirs, leaderboard_dirs=leaderboard_dirs()))
     report = report_dir() / "report.md"
-    text = markdown_tables(rows_for_tables(rows))
+    from oltr_bench.report.faces import face_rows, markdown as face_markdown
+    text = markdown_tables(rows_for_tables(rows)).rstrip("\n") + "\n\n" + face_markdown(face_rows(faces)) + "\n"
     atomic_write_text(report, "# oltr-bench demo report\n\n" + text)
-    site = build_site(rows, report_dir() / "site", progress=True)
+    site = build_site(rows, report_dir() / "site", progress=True, faces=faces)
     click.echo(text)
     for results in faces:
         click.echo(identification_line(results))
