@@ -93,8 +93,7 @@ def evaluate_faces_cmd(embeddings, distractors, subset, method, device, block_ro
 
 
 @click.command("embed")
-@click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
-              help="A finished run directory (its checkpoints/best.pt is the model).")
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--protocol", type=click.Choice(["heldout", "megaface"]), default="heldout", show_default=True,
               help="heldout: probes and distractors from the run's split (test images of known identities, held-out "
                    "identities as zero-shot probes and distractors); megaface: the user's insightface MegaFace pack.")
@@ -119,7 +118,10 @@ def evaluate_faces_cmd(embeddings, distractors, subset, method, device, block_ro
 @click.option("--allow-unsafe-checkpoints", is_flag=True, help="Read a format-1 checkpoint (full unpickling).")
 def embed_cmd(run_dir, protocol, seed, pack, size, noise_lists, probe_counts, layer, out, devkit_dir, batch_size, chunk, device,
               no_progress, allow_unsafe_checkpoints) -> None:
-    """Write the embeddings file (SPEC.md §6) of a trained run for face identification.
+    """Write the embeddings file (SPEC.md §6) of a finished run for face identification.
+
+    RUN_DIR is the run directory (its checkpoints/best.pt is the model); it is an argument, not an
+    option, so that torchrun, whose own --run-path an option --run would abbreviate, passes it on.
 
     Batched through the engine's inference loop with the run's evaluation transform and precision;
     resumable (parts are kept in OUT.parts until the file is written: rerun the same command);
@@ -127,9 +129,9 @@ def embed_cmd(run_dir, protocol, seed, pack, size, noise_lists, probe_counts, la
 
     \b
     Examples:
-      oltr-bench embed --run oltr_work/runs/ms1m_lt/dme/RUN
-      oltr-bench embed --run RUN --protocol megaface --megaface /data/megaface_testpack --devkit-dir feats/
-      torchrun --nproc_per_node 8 -m oltr_bench embed --run RUN --protocol megaface --megaface /data/pack
+      oltr-bench embed oltr_work/runs/ms1m_lt/dme/RUN
+      oltr-bench embed RUN --protocol megaface --megaface /data/megaface_testpack --devkit-dir feats/
+      torchrun --nproc_per_node 8 -m oltr_bench embed RUN --protocol megaface --megaface /data/pack
     """
     from oltr_bench.engine import distributed
     from oltr_bench.engine.embed import embed_run
