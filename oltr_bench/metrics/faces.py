@@ -55,6 +55,8 @@ def far_count(far: str, impostors: int) -> int | None:
 class _Tail:
     """The highest ``keep`` values of a stream (exact; ties kept)."""
 
+    SLACK = 2**20  # values held beyond 2 * keep before pruning (fewer prunes of small tails)
+
     def __init__(self, keep: int, device: torch.device):
         self.keep, self.device = keep, device
         self.parts: list[torch.Tensor] = []
@@ -68,15 +70,14 @@ class _Tail:
         if chosen.numel():
             self.parts.append(chosen.reshape(-1).clone())
             self.size += chosen.numel()
-        if self.size > 2 * self.keep + 2**20:
+        if self.size > 2 * self.keep + self.SLACK:
             self._prune()
 
     def _prune(self) -> None:
         values = torch.cat(self.parts)
         if values.numel() > self.keep:
             # the keep-th largest value; everything >= it is kept (ties too), so nothing it may need is lost
-            self.cut = float(torch.kthvalue(values.cpu() if values.device.type == "mps" else values,
-                                            values.numel() - self.keep + 1).values)
+            self.cut = float(torch.kthvalue(values, values.numel() - self.keep + 1).values)
             values = values[values >= self.cut]
         self.parts, self.size = [values], values.numel()
 
