@@ -118,3 +118,14 @@ def test_devkit_feature_files_round_trip(tmp_path):
         megaface.read_feature(tmp_path / "bad.bin")
     with pytest.raises(Exception, match="relative path"):
         megaface.write_features(tmp_path / "feat", ["../x"], a["distractor_features"][:1])
+
+
+def test_memory_budget_is_checked_from_the_headers(tmp_path):
+    from oltr_bench.errors import OltrError
+    from oltr_bench.metrics.embeddings import EmbeddingsFile
+
+    emb = write(tmp_path / "e.npz")
+    with EmbeddingsFile(emb, max_bytes=10**6) as f:  # the distractors stream: only one block counts
+        assert f.num_distractors == 300
+    with pytest.raises(OltrError, match="more than the 1,000 this evaluation may allocate"):
+        EmbeddingsFile(emb, max_bytes=1000)
