@@ -20,7 +20,7 @@ from oltr_bench.engine import distributed
 from oltr_bench.engine.build import check_buildable
 from oltr_bench.engine.distributed import Dist, pick_device
 from oltr_bench.engine.engine import Engine
-from oltr_bench.engine.stage1 import check_stage1_dir, find_stage1, sets_weights, stage1_overrides
+from oltr_bench.engine.stage1 import check_stage1_dir, find_stage1, sets_weights, stage1_overrides_for
 from oltr_bench.errors import OltrError
 from oltr_bench.formats.rundir import RunDir
 from oltr_bench.models.backbones import PRETRAINED_BY_PROTOCOL
@@ -65,7 +65,7 @@ def _decide(cfg: RunConfig, split: SplitDir, runs_root: Path, quick: bool, resum
         return {"action": "new", "stage1_dir": found}
     log.info("%s starts from a %s run; none matches this split and config%s, so training it first", method,
              method_cls.init_from, f" ({why})" if why else "")
-    return {"action": "new", "stage1_dir": None, "train_stage1": stage1_overrides(overrides)}
+    return {"action": "new", "stage1_dir": None, "train_stage1": stage1_overrides_for(method_cls, cfg.params, overrides)}
 
 
 def run_method(
@@ -103,7 +103,7 @@ def run_method(
         # and so does a stage-2 model that its checkpoint could not initialise (e.g. dme with another
         # model.feat_dim than the stage-1 classifier's input).
         stage1_cfg = resolve(method_cls.init_from, split.dataset, METHODS.get(method_cls.init_from).defaults,
-                             stage1_overrides(overrides)).config
+                             stage1_overrides_for(method_cls, cfg.params, overrides)).config
         _, stage1_model = check_buildable(stage1_cfg, split, quick=quick)
         stage2.load_stage1(model, stage1_model.state_dict())
     decision = _decide(cfg, split, runs_root, quick, resume, stage1, overrides, stage1_cfg) if dist.is_main else None
