@@ -30,23 +30,32 @@ from oltr_bench.splits.format import SplitDir
 log = logging.getLogger(__name__)
 
 
+def same_config_run(cfg: RunConfig, split: SplitDir, runs_root: Path, quick: bool) -> RunDir | None:
+    """The newest run (any status) of ``cfg``'s method on ``split`` whose config matches ``cfg``
+    (ignoring speed-only keys) in the same mode: what ``--resume`` continues, or finds complete."""
+    method_defaults = METHODS.get(cfg.method).defaults
+    wanted = comparable(cfg.to_dict(), method_defaults)
+    for run in RunDir.find(runs_root, split.dataset, cfg.method):
+        manifest = run.read_manifest() or {}
+        if manifest.get("quick") != quick or manifest.get("split_fingerprint") != split.fingerprint:
+            continue
+        found = run.read_config()
+        if found is not None and comparable(found, method_defaults) == wanted:
+            return run
+    return None
+
+
 def _decide(cfg: RunConfig, split: SplitDir, runs_root: Path, quick: bool, resume: bool, stage1: Path | None,
             overrides: Sequence[str], stage1_cfg: RunConfig | None) -> dict[str, Any]:
     """Rank 0's plan: finished already, resume a run, or start one (after training stage 1 if needed)."""
     method = cfg.method
     method_cls = METHODS.get(method)
     if resume:
-        wanted = comparable(cfg.to_dict(), method_cls.defaults)
-        for run in RunDir.find(runs_root, split.dataset, method):
-            manifest = run.read_manifest() or {}
-            if manifest.get("quick") != quick or manifest.get("split_fingerprint") != split.fingerprint:
-                continue
-            found = run.read_config()
-            if found is None or comparable(found, method_cls.defaults) != wanted:
-                continue
+        run = same_config_run(cfg, split, runs_root, quick)
+        if run is not None:
             if run.is_complete:
                 return {"action": "done", "run_dir": run.path}
-            stage1_run = manifest.get("stage1_run")
+            stage1_run = (run.read_manifest() or {}).get("stage1_run")
             return {"action": "resume", "run_dir": run.path, "stage1_dir": Path(stage1_run) if stage1_run else None}
         log.info("--resume: no unfinished %s run with this config on %s; starting a new one", method, split.dataset)
     if method_cls.stage != 2:
