@@ -4,7 +4,8 @@ A stage-2 method (``openmax``, ``dme``, ``fslwf``, ...) starts from a stage-1 ru
 ``init_from`` method; that run is planned as the config the stage-2 run will look for
 (:func:`~oltr_bench.engine.stage1.stage1_overrides_for`: the shared overrides and the stage-1
 ``params`` the method asks for), so a stage-2 run always finds the suite's stage-1 run and never
-trains its own. Runs with the same dataset, method and resolved config are one run: ``plain`` is
+trains its own. A ``--set`` applies to every run as ``run --set`` would, except ``params.KEY``,
+which applies to the methods that have that parameter. Runs with the same dataset, method and resolved config are one run: ``plain`` is
 both a row of the paper's table and the stage-1 run of ``openmax`` and ``dme``, trained once per
 seed. Each run's status is read from the runs folder: ``done`` (a complete run with this config:
 skipped), ``resume`` (an unfinished one: continued from its last checkpoint) or ``new``.
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from oltr_bench.config import RunConfig, config_hash, resolve
+from oltr_bench.config import RunConfig, config_hash, parse_override, resolve
 from oltr_bench.engine.runner import same_config_run
 from oltr_bench.engine.stage1 import stage1_overrides_for
 from oltr_bench.errors import OltrError
@@ -109,6 +110,18 @@ class Plan:
         return "\n".join(lines)
 
 
+def _params_of(method: str, overrides: Sequence[str]) -> list[str]:
+    """``overrides`` without the ``params.KEY`` ones ``method`` does not have (a suite's ``--set
+    params.setting=oltr`` is for OpenMax, not for every method)."""
+    defaults = METHODS.get(method).defaults
+    kept = []
+    for text in overrides:
+        path = parse_override(text)[0]
+        if path[0] != "params" or len(path) < 2 or path[1] in defaults:
+            kept.append(text)
+    return kept
+
+
 def make_plan(splits: Sequence[SplitDir], methods: Sequence[str], seeds: Sequence[int], runs_root: Path, *,
               overrides: Sequence[str] = (), quick: bool = False) -> Plan:
     """Every run of ``methods`` × ``splits`` × ``seeds`` with its stage-1 run, and its status."""
@@ -127,10 +140,14 @@ def make_plan(splits: Sequence[SplitDir], methods: Sequence[str], seeds: Sequenc
             run.depends_on = first.key
         return run
 
+    for text in overrides:
+        path = parse_override(text)[0]
+        if path[0] == "params" and len(path) > 1 and not any(path[1] in METHODS.get(m).defaults for m in methods):
+            raise OltrError(f"--set {text}: none of the methods {', '.join(methods)} has the parameter {path[1]!r}")
     for split in splits:
         for seed in seeds:
             for method in methods:
-                add(split, method, seed, [*overrides, f"seed={seed}"], method)
+                add(split, method, seed, [*_params_of(method, overrides), f"seed={seed}"], method)
     for run in runs.values():
         found = same_config_run(run.config, run.split, runs_root, quick)
         if found is not None:
