@@ -99,7 +99,7 @@ def section(cls: type, help: str, *, stage1: bool = False) -> Any:
 
 @dataclass
 class ModelConfig:
-    backbone: str = opt("glyphnet", "glyphnet (embedded) | resnet10 | resnet50 | resnet152", stage1=True)
+    backbone: str = opt("glyphnet", "glyphnet (embedded) | resnet10 | resnet50 | resnet152 | timm:NAME (a timm model, optional extra; local weights only)", stage1=True)
     widths: list[int] | None = opt(None, "glyphnet channel widths (null = 32-64-128-256)", stage1=True)
     input_size: int = opt(32, "network input side in pixels", check=positive, stage1=True)
     feat_dim: int | None = opt(128, "size of the fc_add feature (null/0 = no fc_add, use the pooled map)")
