@@ -20,7 +20,7 @@ from oltr_bench.engine import distributed
 from oltr_bench.engine.build import check_buildable
 from oltr_bench.engine.distributed import Dist, pick_device
 from oltr_bench.engine.engine import Engine
-from oltr_bench.engine.stage1 import check_stage1_dir, find_stage1, sets_weights, stage1_overrides_for
+from oltr_bench.engine.stage1 import check_stage1_dir, find_stage1, sets_weights, stage1_overrides, stage1_overrides_for  # noqa: F401 (stage1_overrides: re-exported)
 from oltr_bench.errors import OltrError
 from oltr_bench.formats.rundir import RunDir
 from oltr_bench.models.backbones import PRETRAINED_BY_PROTOCOL
