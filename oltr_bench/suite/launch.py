@@ -62,8 +62,8 @@ def execute(argv: list[str], env: dict[str, str] | None = None, log_file: str | 
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         with open(log_file, "ab") as out:
             rc = subprocess.run(argv, env=full_env, stdout=out, stderr=subprocess.STDOUT).returncode
-    else:
-        rc = subprocess.run(argv, env=full_env).returncode
+    else:  # the run's messages on our standard error; our standard output is the report
+        rc = subprocess.run(argv, env=full_env, stdout=sys.stderr).returncode
     if rc != 0:
         raise RuntimeError(f"{' '.join(argv)} exited with status {rc}" + (f"; its output: {log_file}" if log_file else ""))
     return rc
