@@ -63,7 +63,11 @@ def execute(argv: list[str], env: dict[str, str] | None = None, log_file: str | 
         with open(log_file, "ab") as out:
             rc = subprocess.run(argv, env=full_env, stdout=out, stderr=subprocess.STDOUT).returncode
     else:  # the run's messages on our standard error; our standard output is the report
-        rc = subprocess.run(argv, env=full_env, stdout=sys.stderr).returncode
+        try:
+            err = sys.stderr.fileno()
+        except (AttributeError, OSError, ValueError):  # a captured stream (click's test runner)
+            err = None
+        rc = subprocess.run(argv, env=full_env, stdout=err).returncode
     if rc != 0:
         raise RuntimeError(f"{' '.join(argv)} exited with status {rc}" + (f"; its output: {log_file}" if log_file else ""))
     return rc
