@@ -42,7 +42,8 @@ def _splits(datasets: str):
 @click.option("--profile", type=click.Choice(["standard", "faithful", "fast"]),
               help="Numerics of every run [default: the dataset's: faithful on imagenet_lt, places_lt and ms1m_lt "
                    "(the official protocol), standard elsewhere]; fast: bf16, TF32, channels-last, compile, feature cache.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value of every run (repeatable).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value of every run as run --set does (repeatable); params.KEY only for the methods "
+                   "that have the parameter; a stage-1 run gets the keys its stage-2 runs share with it.")
 @click.option("--quick", is_flag=True, help="Seconds-long reduced runs of the same code paths (never a result).")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Suite folder: runs in OUT/runs, the report in OUT/report [default: oltr_work/runs and oltr_work/report/suite].")
