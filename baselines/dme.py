@@ -34,6 +34,12 @@ implementation: zhmiao/OpenLongTailRecognition-OLTR @ f50e375: ``models/MetaEmbe
 ``models/CosNormClassifier.py``, ``loss/DiscCentroidsLoss.py``, ``layers/ModulatedAttLayer.py``,
 ``models/ResNetFeature.py``, ``run_networks.py``, ``config/ImageNet_LT/stage_2_meta_embedding.py``.
 
+Differences from the OLTR code: the options below (each defaults to the code's behaviour), and
+the numerics of the run's profile: Places-LT's stage 2 (frozen body) trains as the official code
+does (train-mode BatchNorm, augmentation every epoch) under the ``faithful`` profile, the default
+on the named benchmarks; under ``fast`` (or ``standard`` with ``train.feature_cache``) it trains
+on cached body outputs (eval-mode BatchNorm, one crop).
+
 Where the code is followed rather than the paper (each behind an option where the paper differs):
 
 - reachability scale s_r = 10 (``reachability_scale``; the paper writes 1/γ, i.e. 1);

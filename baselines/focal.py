@@ -29,6 +29,10 @@ Choices (and where they come from):
 
 Training: stage 1 with the class-aware sampler (OLTR: every Table 3 competitor used
 class-aware sampling, issue #44).
+
+Differences from OLTR's run: OLTR published no focal-loss code and does not state γ or α; ours
+are γ = 2, α = 1 (the focal-loss paper's common choice, research/methods.md), on the dataset's
+plain stage-1 schedule.
 """
 
 from __future__ import annotations

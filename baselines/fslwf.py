@@ -68,6 +68,23 @@ Two registered stages:
   of the episode classes, the official base classifier). The result is an ordinary cosine classifier
   (``head.fc``) over all C classes, saved with the model.
 
+Differences from the official code and OLTR's run of FSLwF (which is not published), with the
+named option that follows the official first stage:
+
+- First stage on all classes by default (``fslwf_stage1`` ``params.classes: all``): the long-tail
+  training set is the only data, so every class trains and the medium/few-shot weights are
+  replaced after stage 2. ``params.first_stage: base`` on ``fslwf`` (it sets ``params.classes:
+  base`` on the stage-1 run it starts from, found or trained: :meth:`FSLwF.stage1_params`) trains
+  the first stage as the official code does, on the base (many-shot) classes only: the loss is
+  the cross-entropy over the base classes' logits, and images of other classes in a batch are left
+  out of it (the batches are still drawn by the configured sampler, so a class-aware batch holds
+  about #base/#classes base images; ``--set data.sampler=instance`` draws mostly base images);
+  the classifier rows of the other classes keep their initial values until stage 2 generates them;
+- stage-1 schedule: the dataset's plain stage-1 schedule with class-aware sampling (OLTR's Table-3
+  protocol), not the official 100 epochs with a 400-image batch;
+- shots: 20 for every class (the official models were trained per shot count 1/2/5/10/20);
+- base-class test images drawn with replacement within a class (official: without).
+
 Not followed: the official feature extractor drops its last ReLU (``userelu: False``); the
 backbone here is the benchmark's shared one.
 """
@@ -86,6 +103,9 @@ from oltr_bench.models.functional import at_least_float32
 from oltr_bench.models.heads import NORMALIZE_EPS, ClassifierHead, CosineLinear
 from oltr_bench.protocols import MANY_THRESHOLD
 from oltr_bench.registry import METHODS
+
+FIRST_STAGES = ("all", "base")
+"""FSLwF's first stage: on all classes (ours, the default) or on the base classes only (the official code)."""
 
 QUICK_EPISODES = 4
 """Episodes per epoch under ``--quick`` (the engine's default ``quick.max_steps``): a smoke run of the same code."""
@@ -149,7 +169,22 @@ class FSLwFStage1(Method):
     """FSLwF stage 1: backbone + cosine classifier (scale 10, learnable), class-aware sampling."""
 
     sampler = "class_aware"
-    defaults: dict[str, Any] = {"scale_cls": 10.0}
+    defaults: dict[str, Any] = {"scale_cls": 10.0, "classes": "all", "many_threshold": MANY_THRESHOLD}
+
+    def __init__(self, params: dict[str, Any], info: DatasetInfo):
+        super().__init__(params, info)
+        if params["classes"] not in FIRST_STAGES:
+            raise OltrError(f"fslwf_stage1: params.classes must be one of {', '.join(FIRST_STAGES)}, got {params['classes']!r}")
+        many = torch.tensor(info.train_counts) > int(params["many_threshold"])
+        if params["classes"] == "base" and int(many.sum()) < 1:
+            raise OltrError(f"fslwf_stage1: params.classes base needs a many-shot class (more than {params['many_threshold']} "
+                            "training images); this dataset has none")
+        self.base_ids = torch.nonzero(many).flatten() if params["classes"] == "base" else None
+        # class -> its column among the base classes (-1: not a base class)
+        self.base_slot = None
+        if self.base_ids is not None:
+            self.base_slot = torch.full((info.num_classes,), -1, dtype=torch.long)
+            self.base_slot[self.base_ids] = torch.arange(len(self.base_ids))
 
     def build_head(self) -> nn.Module:
         return ClassifierHead(CosineLinear(self.info.feat_dim, self.info.num_classes, float(self.params["scale_cls"])))
@@ -157,7 +192,18 @@ class FSLwFStage1(Method):
     def loss(
         self, outputs: dict[str, torch.Tensor], targets: torch.Tensor, model: MethodModel
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        loss = F.cross_entropy(at_least_float32(outputs["logits"]), targets)
+        logits = at_least_float32(outputs["logits"])
+        if self.base_slot is None:
+            loss = F.cross_entropy(logits, targets)
+            return loss, {"ce": loss.detach()}
+        # base-only: cross-entropy over the base classes' logits, on the batch's base-class images
+        slot = self.base_slot.to(targets.device)[targets]
+        keep = slot >= 0
+        base_logits = logits[:, self.base_ids.to(logits.device)]
+        if not bool(keep.any()):
+            loss = base_logits.sum() * 0.0
+        else:
+            loss = F.cross_entropy(base_logits[keep], slot[keep])
         return loss, {"ce": loss.detach()}
 
 
@@ -173,6 +219,7 @@ class FSLwF(Method):
         "scale_cls": 10.0,
         "scale_att": 30.0,
         "many_threshold": MANY_THRESHOLD,
+        "first_stage": "all",
         "fake_novel_fraction": 0.643,
         "shots": 20,
         "test_per_novel": 6,
@@ -189,6 +236,8 @@ class FSLwF(Method):
         for key in ("shots", "test_per_novel", "base_test_per_novel", "episodes_per_epoch"):
             if int(params[key]) < 1:
                 raise OltrError(f"fslwf: params.{key} must be >= 1, got {params[key]}")
+        if params["first_stage"] not in FIRST_STAGES:
+            raise OltrError(f"fslwf: params.first_stage must be one of {', '.join(FIRST_STAGES)}, got {params['first_stage']!r}")
         self.many = torch.tensor(info.train_counts) > int(params["many_threshold"])
         if int(self.many.sum()) < 2:
             raise OltrError(
@@ -197,6 +246,14 @@ class FSLwF(Method):
             )
         self.history: list[dict[str, float]] = []
         self.episode: dict[str, Any] = {}
+
+    @classmethod
+    def stage1_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The first stage this configuration starts from: all classes (default) or the base classes only,
+        with the same many-shot threshold."""
+        if params.get("first_stage", "all") == "all":
+            return {}
+        return {"classes": params["first_stage"], "many_threshold": params.get("many_threshold", MANY_THRESHOLD)}
 
     def build_head(self) -> nn.Module:
         p = self.params

@@ -69,6 +69,17 @@ aggressive recalibration that costs at most that much known-class accuracy. If e
 configuration costs more, the one with the highest validation accuracy is taken (ties: grid
 order).
 
+Differences from the OLTR code (``run_openmax.py``) and the named option that follows it:
+
+- tail size 20 (OSDN's and the paper's) by default; OLTR's code defaulted to tail 5, α 10.
+  ``params.setting: oltr`` uses tail 5 and α 10 (:data:`SETTINGS`; it overrides ``tail_size`` and
+  ``alpha_rank``); ``setting: osdn`` (the default) takes them from ``params``;
+- OLTR grid-searched tail size and α on the *test* F-measure; we never look at the test split.
+  ``tune: true`` searches a grid on the validation split instead (with either setting; it then
+  replaces the setting's tail size and α);
+- OLTR took training activation vectors from its training loader (augmented); ours come from the
+  evaluation transform; classes are ranked by logits, not softmax (the same order).
+
 Memory: OpenMax works on the C-dimensional logits, so fitting holds N x C training logits and a
 C x C table of mean activation vectors; a run whose estimate exceeds the machine's memory
 (MS1M-LT: ~74.5K classes) is refused when the method is built, before any work.
@@ -89,6 +100,10 @@ from oltr_bench.models.weibull import INVALID_SCORE, fit_high, weibull_cdf
 from oltr_bench.registry import METHODS
 
 DISTANCES = ("eucos", "euclidean", "cosine")
+SETTINGS: dict[str, dict[str, int] | None] = {
+    "osdn": None,  # tail_size and alpha_rank from params (defaults: the OpenMax paper's 20 and OSDN's 10)
+    "oltr": {"tail_size": 5, "alpha_rank": 10},  # OLTR's run_openmax.py defaults (tailsize = 5, alpharank = 10)
+}
 _CHUNK = 1024  # query rows per distance computation
 
 
@@ -248,6 +263,7 @@ class OpenMax(Method):
     trains = False
     frozen_backbone = True
     defaults: dict[str, Any] = {
+        "setting": "osdn",
         "tail_size": 20,
         "alpha_rank": 10,
         "distance": "eucos",
@@ -264,6 +280,8 @@ class OpenMax(Method):
             raise OltrError(
                 f"openmax: params.distance must be one of {', '.join(DISTANCES)}, got {params['distance']!r}"
             )
+        if params["setting"] not in SETTINGS:
+            raise OltrError(f"openmax: params.setting must be one of {', '.join(SETTINGS)}, got {params['setting']!r}")
         for key in ("tail_size", "alpha_rank"):
             if int(params[key]) < 0:
                 raise OltrError(f"openmax: params.{key} must be >= 0, got {params[key]}")
@@ -275,8 +293,9 @@ class OpenMax(Method):
                 f"vectors), more than this machine's {available / 2**30:.0f} GiB. OpenMax works on logits and does not "
                 "scale to this many classes (the OLTR paper does not run it on MS1M-LT)"
             )
-        self.tail_size = int(params["tail_size"])
-        self.alpha_rank = int(params["alpha_rank"])
+        chosen = SETTINGS[params["setting"]] or params
+        self.tail_size = int(chosen["tail_size"])
+        self.alpha_rank = int(chosen["alpha_rank"])
         self.model: OpenMaxModel | None = None
         self.tuning: list[dict[str, float]] = []
 

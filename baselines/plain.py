@@ -11,6 +11,10 @@ Official implementation: zhmiao/OpenLongTailRecognition-OLTR, ``config/ImageNet_
 Where we follow the code: the configuration after the fix of issue #2 (no class-aware sampler,
 lr 0.1); ``use_fc=False`` for ImageNet-LT stage 1 (2019-12-19 change). Its checkpoint is what
 every stage-2 method starts from.
+
+Differences from the OLTR code: none in the protocol. The numerics follow the run's profile: the
+``faithful`` profile (the default on the named benchmarks) trains in fp32 without TF32 as the
+official code; ``fast`` (bf16, compile) does not.
 """
 
 from oltr_bench.method import Method

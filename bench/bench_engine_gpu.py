@@ -34,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_data import imagenet_like_jpeg  # noqa: E402  (the same generated JPEGs as the data benchmark)
 
+from oltr_bench.config.schema import ModelConfig  # noqa: E402
 from oltr_bench.method import DatasetInfo, LinearHead, MethodModel  # noqa: E402
 from oltr_bench.models.backbones import build_backbone  # noqa: E402
 
@@ -75,7 +76,7 @@ def time_steps(step, device: torch.device, warmup: int, steps: int) -> float:
 def in_memory(device: torch.device, size: int, batch: int, bf16_cl: bool, compile_model: bool, steps: int) -> float:
     """Training images/s of ResNet-10 + linear head on one fixed in-memory batch."""
     torch.manual_seed(0)
-    model = MethodModel(build_backbone({"backbone": "resnet10", "input_size": size, "feat_dim": None}), LinearHead(512, 1000)).to(device)
+    model = MethodModel(build_backbone(ModelConfig(backbone="resnet10", input_size=size, feat_dim=None)), LinearHead(512, 1000)).to(device)
     fmt = torch.channels_last if bf16_cl else torch.contiguous_format
     model = model.to(memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
@@ -125,7 +126,7 @@ def from_jpegs(split, runs: Path, device: str, size: int, batch: int, extra: lis
     overrides = ["model.backbone=resnet10", f"model.input_size={size}", "model.feat_dim=null", f"data.image_size={size}",
                  f"data.resize={size * 8 // 7}", f"data.workers={workers}", f"train.batch_size={batch}",
                  f"train.reference_batch_size={batch}", "train.epochs=2", "log.every_steps=0", "eval.batch_size=256", *extra]
-    run_dir = run_method("plain", split, runs_root=runs, overrides=overrides, progress=False, echo=lambda m: None,
+    run_dir = run_method("plain", split, runs_root=runs, overrides=overrides, progress=False,
                          dist=distributed.Dist(device=torch.device(device)))
     epochs = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
     return [e for e in epochs if e["event"] == "epoch"][-1]["images_per_s"]
@@ -149,10 +150,10 @@ def dme_step(device: torch.device, size: int, batch: int, steps: int) -> float |
     cfg = resolve_config("dme", "imagenet_lt", cls.defaults, ["model.backbone=resnet10", f"model.input_size={size}", "model.feat_dim=null"])
     counts = tuple(max(5, int(1280 * 0.995 ** c)) for c in range(1000))
     torch.manual_seed(0)
-    backbone = build_backbone(cfg["model"])
-    method = cls(cfg["params"], DatasetInfo(1000, counts, backbone.feat_dim))
+    backbone = build_backbone(cfg.model)
+    method = cls(cfg.params, DatasetInfo(1000, counts, backbone.feat_dim))
     model = method.build_model(backbone).to(device).to(memory_format=torch.channels_last)
-    lr = {k: float(v) for k, v in cfg["train"]["lr"].items()}
+    lr = {"features": cfg.train.lr.features, "classifier": cfg.train.lr.classifier}
     optimizers = [torch.optim.SGD(method.param_groups(model, lr), lr=lr["classifier"], momentum=0.9, weight_decay=5e-4)]
     optimizers += method.extra_optimizers(model)
     x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)

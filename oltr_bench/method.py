@@ -139,6 +139,9 @@ class Method:
       parameter trains, the body's last map when only the backbone's ``fc_add`` trains. (Only
       for models that keep :class:`MethodModel`'s ``forward``.)
     - ``trains``: False for purely post-hoc methods (nothing is optimised; ``fit`` does the work).
+
+    A stage-2 method whose ``params`` choose how its stage-1 run trains (FSLwF's base-only first
+    stage) says so in :meth:`stage1_params`.
     """
 
     stage: int = 1
@@ -151,6 +154,12 @@ class Method:
     def __init__(self, params: dict[str, Any], info: DatasetInfo):
         self.params = params
         self.info = info
+
+    @classmethod
+    def stage1_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` of the ``init_from`` run this stage-2 configuration needs (matched and, when
+        trained, set with ``--set params.KEY=VALUE``); the default: none, the stage-1 method's own."""
+        return {}
 
     # -- model -----------------------------------------------------------------------------
     def build_head(self) -> nn.Module:

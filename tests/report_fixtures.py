@@ -41,10 +41,13 @@ def make_run(
     with_curves: bool = True,
     with_train_counts: bool = True,
     stage1_run: Path | None = None,
+    profile: str | None = None,
 ) -> Path:
     """A completed run directory: config.yaml, manifest.json and results.json (no predictions)."""
     config = {"method": method, "dataset": dataset, "seed": seed, "model": {"backbone": backbone, "weights": None},
               "train": {"epochs": epochs, "lr": {"features": lr, "classifier": lr}}, "eval": {"protocol": protocol}}
+    if profile is not None:  # None: a run written before profiles existed
+        config["profile"] = profile
     chash = config_hash(config)
     run_dir = Path(root) / dataset / method / f"2025-s{seed}-{chash[:8]}"
     run_dir.mkdir(parents=True)
@@ -60,7 +63,7 @@ def make_run(
         "metrics": metrics if metrics is not None else {"top1": 0.5, "many": 0.7, "medium": 0.5, "few": 0.2, "open_f1": 0.4},
         "groups": {"many": 3, "medium": 4, "few": 3},
         "per_class_acc": [0.9, 0.8, 0.7, 0.6, 0.5, None, 0.4, 0.3, 0.2, 0.1],
-        "counts": {"known": 100, "open": 40}, "partial": partial, "provenance": {"run_dir": str(run_dir)},
+        "counts": {"known": 100, "open": 40}, "partial": partial, "provenance": {"run_dir": str(run_dir), **({"profile": profile} if profile else {})},
     }
     if with_train_counts:
         results["train_counts"] = TRAIN_COUNTS

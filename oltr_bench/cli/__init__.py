@@ -58,9 +58,9 @@ def main(quiet: bool, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from oltr_bench.cli import demo, evaluate, faces, leaderboard, listing, make_splits, report, run
+    from oltr_bench.cli import demo, evaluate, faces, leaderboard, listing, make_splits, report, run, suite
 
-    for module in (make_splits, run, evaluate, faces, report, leaderboard, listing, demo):
+    for module in (make_splits, run, suite, evaluate, faces, report, leaderboard, listing, demo):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -15,9 +15,9 @@ from oltr_bench.config.loader import (
     resolve,
     resolve_config,
 )
-from oltr_bench.config.schema import NEUTRAL_KEYS, RunConfig, comparable, shared_with_stage1
+from oltr_bench.config.schema import NEUTRAL_KEYS, PROFILES, RunConfig, comparable, run_profile, shared_with_stage1
 
 __all__ = [
-    "NEUTRAL_KEYS", "RunConfig", "comparable", "config_file", "config_files", "config_hash", "configs_dir", "dump_yaml",
-    "parse_override", "read_yaml", "render", "resolve", "resolve_config", "shared_with_stage1",
+    "NEUTRAL_KEYS", "PROFILES", "RunConfig", "comparable", "config_file", "config_files", "config_hash", "configs_dir", "dump_yaml",
+    "parse_override", "read_yaml", "render", "resolve", "resolve_config", "run_profile", "shared_with_stage1",
 ]

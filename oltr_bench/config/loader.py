@@ -8,7 +8,11 @@ unknown key or a wrong type names the file or ``--set`` it came from):
    protocol: backbone, input pipeline, schedule. Datasets without a config folder (a user's image
    folder) use ``folder/``;
 3. ``baselines/configs/<dataset>/<method>.yaml`` if there is one: only what the method changes;
-4. ``--set a.b=value`` overrides from the command line.
+4. the profile's keys (:data:`~oltr_bench.config.schema.PROFILE_SETTINGS`): ``profile`` as set by
+   the files or a ``--set profile=NAME`` (``--profile NAME``); ``standard`` sets nothing, so the
+   files' values stand; ``faithful`` (the named benchmarks' default) and ``fast`` set the numerics;
+5. ``--set a.b=value`` overrides from the command line (they win over the profile, and the
+   profile recorded in ``config.yaml`` says which profile the rest started from).
 
 Keys under ``params`` must be among the method's ``defaults`` and keep their type (an int is
 accepted for a float; a null default accepts anything).
@@ -26,7 +30,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from oltr_bench.config.schema import RunConfig, convert, defaults, field_info, help_texts
+from oltr_bench.config.schema import RunConfig, convert, defaults, field_info, help_texts, profile_layer
 from oltr_bench.errors import OltrError
 from oltr_bench.formats.jsonio import loads_yaml
 
@@ -161,6 +165,10 @@ def resolve(method: str, dataset: str, method_defaults: dict[str, Any], override
         paths.append(Path(extra_file))
     for path in paths:
         _merge(cfg, read_yaml(path), str(path), origins)
+    for text in overrides:  # the profile first: its keys come before every --set
+        if parse_override(text)[0] == ["profile"]:
+            _merge(cfg, override_layer(text), f"--set {text}", origins)
+    _merge(cfg, profile_layer(cfg["profile"]), f"profile {cfg['profile']}", origins)
     for text in overrides:
         _merge(cfg, override_layer(text), f"--set {text}", origins)
     cfg["method"], cfg["dataset"] = method, dataset
@@ -190,7 +198,7 @@ def render(resolved: Resolved) -> str:
     (``defaults``: the schema or the method's own defaults)."""
     helps = help_texts()
     base = configs_dir()
-    layers = " < ".join([DEFAULTS, *(_short(p, base) for p in resolved.files), "--set"])
+    layers = " < ".join([DEFAULTS, *(_short(p, base) for p in resolved.files), "profile", "--set"])
     cfg = resolved.config
     lines = [f"# {cfg.method} on {cfg.dataset}: the resolved config (later layers win: {layers})"]
     if resolved.note:
@@ -209,7 +217,7 @@ def render(resolved: Resolved) -> str:
                 walk(value, dotted + ".", depth + 1)
                 continue
             origin = resolved.origins.get(dotted)
-            where = _short(Path(origin), base) if origin and not origin.startswith("--set") else (origin or DEFAULTS)
+            where = _short(Path(origin), base) if origin and not origin.startswith(("--set", "profile ")) else (origin or DEFAULTS)
             text = f"{pad}{key}: {scalar(value)}"
             comment = "; ".join(x for x in (helps.get(dotted, ""), f"[{where}]") if x)
             lines.append(f"{text:<44}  # {comment}")

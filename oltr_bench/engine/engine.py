@@ -68,6 +68,9 @@ class Engine:
         self.amp_dtype = autocast_dtype(cfg.train.precision, self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
+            if cfg.train.tf32 is not None:  # null keeps PyTorch's defaults (the standard profile)
+                torch.backends.cuda.matmul.allow_tf32 = cfg.train.tf32
+                torch.backends.cudnn.allow_tf32 = cfg.train.tf32
         self.sampler_kind = cfg.data.sampler or self.method.sampler
         self.data = RunData(cfg, split, self.dist, quick=quick, channels_last=self.channels_last, phase=self.phase,
                             progress=self.progress)
@@ -254,7 +257,8 @@ class Engine:
             common = {"protocol": ev.protocol, "threshold": ev.open_threshold, "method": self.cfg.method,
                       "partial": self.quick or bool(self.data.skipped)}
             val_results = evaluate(val_preds, self.split, which="val", **common)
-            results = evaluate(test_preds, self.split, which="test", provenance={"run_dir": str(self.rundir.path.resolve())}, **common)
+            results = evaluate(test_preds, self.split, which="test", provenance={"run_dir": str(self.rundir.path.resolve()),
+                                                                                       "profile": self.cfg.profile}, **common)
         results["val_metrics"] = val_results["metrics"]
         return results
 

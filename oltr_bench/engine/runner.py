@@ -20,7 +20,7 @@ from oltr_bench.engine import distributed
 from oltr_bench.engine.build import check_buildable
 from oltr_bench.engine.distributed import Dist, pick_device
 from oltr_bench.engine.engine import Engine
-from oltr_bench.engine.stage1 import check_stage1_dir, find_stage1, sets_weights, stage1_overrides
+from oltr_bench.engine.stage1 import check_stage1_dir, find_stage1, sets_weights, stage1_overrides, stage1_overrides_for  # noqa: F401 (stage1_overrides: re-exported)
 from oltr_bench.errors import OltrError
 from oltr_bench.formats.rundir import RunDir
 from oltr_bench.models.backbones import PRETRAINED_BY_PROTOCOL
@@ -30,23 +30,32 @@ from oltr_bench.splits.format import SplitDir
 log = logging.getLogger(__name__)
 
 
+def same_config_run(cfg: RunConfig, split: SplitDir, runs_root: Path, quick: bool) -> RunDir | None:
+    """The newest run (any status) of ``cfg``'s method on ``split`` whose config matches ``cfg``
+    (ignoring speed-only keys) in the same mode: what ``--resume`` continues, or finds complete."""
+    method_defaults = METHODS.get(cfg.method).defaults
+    wanted = comparable(cfg.to_dict(), method_defaults)
+    for run in RunDir.find(runs_root, split.dataset, cfg.method):
+        manifest = run.read_manifest() or {}
+        if manifest.get("quick") != quick or manifest.get("split_fingerprint") != split.fingerprint:
+            continue
+        found = run.read_config()
+        if found is not None and comparable(found, method_defaults) == wanted:
+            return run
+    return None
+
+
 def _decide(cfg: RunConfig, split: SplitDir, runs_root: Path, quick: bool, resume: bool, stage1: Path | None,
             overrides: Sequence[str], stage1_cfg: RunConfig | None) -> dict[str, Any]:
     """Rank 0's plan: finished already, resume a run, or start one (after training stage 1 if needed)."""
     method = cfg.method
     method_cls = METHODS.get(method)
     if resume:
-        wanted = comparable(cfg.to_dict(), method_cls.defaults)
-        for run in RunDir.find(runs_root, split.dataset, method):
-            manifest = run.read_manifest() or {}
-            if manifest.get("quick") != quick or manifest.get("split_fingerprint") != split.fingerprint:
-                continue
-            found = run.read_config()
-            if found is None or comparable(found, method_cls.defaults) != wanted:
-                continue
+        run = same_config_run(cfg, split, runs_root, quick)
+        if run is not None:
             if run.is_complete:
                 return {"action": "done", "run_dir": run.path}
-            stage1_run = manifest.get("stage1_run")
+            stage1_run = (run.read_manifest() or {}).get("stage1_run")
             return {"action": "resume", "run_dir": run.path, "stage1_dir": Path(stage1_run) if stage1_run else None}
         log.info("--resume: no unfinished %s run with this config on %s; starting a new one", method, split.dataset)
     if method_cls.stage != 2:
@@ -65,7 +74,7 @@ def _decide(cfg: RunConfig, split: SplitDir, runs_root: Path, quick: bool, resum
         return {"action": "new", "stage1_dir": found}
     log.info("%s starts from a %s run; none matches this split and config%s, so training it first", method,
              method_cls.init_from, f" ({why})" if why else "")
-    return {"action": "new", "stage1_dir": None, "train_stage1": stage1_overrides(overrides)}
+    return {"action": "new", "stage1_dir": None, "train_stage1": stage1_overrides_for(method_cls, cfg.params, overrides)}
 
 
 def run_method(
@@ -103,7 +112,7 @@ def run_method(
         # and so does a stage-2 model that its checkpoint could not initialise (e.g. dme with another
         # model.feat_dim than the stage-1 classifier's input).
         stage1_cfg = resolve(method_cls.init_from, split.dataset, METHODS.get(method_cls.init_from).defaults,
-                             stage1_overrides(overrides)).config
+                             stage1_overrides_for(method_cls, cfg.params, overrides)).config
         _, stage1_model = check_buildable(stage1_cfg, split, quick=quick)
         stage2.load_stage1(model, stage1_model.state_dict())
     decision = _decide(cfg, split, runs_root, quick, resume, stage1, overrides, stage1_cfg) if dist.is_main else None

@@ -20,6 +20,7 @@ matched against the stage-1 method's own config, never the stage-2 one.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,6 +38,13 @@ WEIGHTS = ("model", "weights")
 def stage1_overrides(overrides: Sequence[str]) -> list[str]:
     """The overrides of a stage-2 run that also apply to the stage-1 run it starts from."""
     return [text for text in overrides if shared_with_stage1(parse_override(text)[0])]
+
+
+def stage1_overrides_for(method_cls: Any, params: dict[str, Any], overrides: Sequence[str]) -> list[str]:
+    """The overrides of the stage-1 run a stage-2 configuration starts from: the shared ones of
+    :func:`stage1_overrides` and the stage-1 ``params`` the method asks for (``stage1_params``)."""
+    wanted = method_cls.stage1_params(params)
+    return [*stage1_overrides(overrides), *(f"params.{key}={json.dumps(value)}" for key, value in wanted.items())]
 
 
 def sets_weights(overrides: Sequence[str]) -> bool:

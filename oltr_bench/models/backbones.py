@@ -12,6 +12,11 @@ attention) call the two halves separately; ``backbone(x) == pool(feature_map(x))
   initialisation is the same). ``model.weights: PATH`` loads a local torchvision-format state
   dict into the body (never downloaded); every body tensor must be present with its shape.
 - ``glyphnet``: the small CNN of the embedded benchmark.
+- ``timm:NAME``: any model of the optional ``timm`` package (``pip install 'oltr-bench[timm]'``),
+  built with ``pretrained=False`` (nothing is downloaded; ``model.weights: PATH`` loads a local
+  timm-format state dict, classifier keys ignored); its ``forward_features`` is the body. A
+  transformer's tokens are averaged into a 1 x 1 map (so DME's spatial attention needs a
+  convolutional model).
 
 Global average pooling is adaptive, which equals the official ``AvgPool2d(7)`` at 224 pixels
 and also works at other input sizes (MS1M-LT's 112, small test images).
@@ -153,7 +158,8 @@ def load_body_weights(backbone: Backbone, path: str | Path) -> dict[str, int]:
     if not isinstance(state, dict):
         raise OltrError(f"model.weights {path} holds a {type(state).__name__}; expected a state dict (name -> tensor)")
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    own = backbone.body.state_dict()
+    target = getattr(backbone.body, "weights_module", backbone.body)
+    own = target.state_dict()
     missing = [k for k in own if k not in state]
     wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})" for k in own if k in state and state[k].shape != own[k].shape]
     if missing or wrong:
@@ -161,13 +167,58 @@ def load_body_weights(backbone: Backbone, path: str | Path) -> dict[str, int]:
                  ("; " if missing and wrong else "") + (f"shape mismatch: {', '.join(wrong[:3])}" if wrong else "")
         raise OltrError(f"model.weights {path} does not fit the {type(backbone.body).__name__} body of this backbone: {detail}. "
                         f"Expected a torchvision-format state dict of the same architecture")
-    backbone.body.load_state_dict({k: state[k] for k in own})
+    target.load_state_dict({k: state[k] for k in own})
     return {"loaded": len(own), "ignored": len(state) - len(own)}
 
 
+TIMM_PREFIX = "timm:"
+
+
+class TimmBody(nn.Module):
+    """A timm model's ``forward_features`` as a body: a [B, C, H, W] map (tokens averaged to 1 x 1)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    @property
+    def weights_module(self) -> nn.Module:  # what model.weights loads into (timm's own key names)
+        return self.net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net.forward_features(x)
+        if out.dim() == 3:  # [B, tokens, C]
+            out = out.mean(1)[:, :, None, None]
+        return out
+
+
+def timm_backbone(model_cfg: ModelConfig) -> Backbone:
+    name = model_cfg.backbone[len(TIMM_PREFIX):]
+    try:
+        import timm
+    except ImportError:
+        raise OltrError(f"model.backbone {model_cfg.backbone!r} needs the timm package: pip install 'oltr-bench[timm]'") from None
+    if not name or not timm.is_model(name):
+        raise OltrError(f"model.backbone {model_cfg.backbone!r}: timm has no model {name!r} (timm.list_models() lists them)")
+    body = TimmBody(timm.create_model(name, pretrained=False, num_classes=0))
+    was = body.training
+    body.eval()
+    with torch.no_grad():
+        shape = body(torch.zeros(1, 3, model_cfg.input_size, model_cfg.input_size)).shape
+    body.train(was)
+    if shape[2] != shape[3]:
+        raise OltrError(f"model.backbone {model_cfg.backbone!r}: its feature map is {shape[2]} x {shape[3]}; expected a square map")
+    return Backbone(body, int(shape[1]), int(shape[2]), model_cfg.feat_dim)
+
+
 def build_backbone(model_cfg: ModelConfig) -> Backbone:
-    """The backbone the config's ``model`` section names (registered names are the valid ones)."""
+    """The backbone the config's ``model`` section names (registered names, or ``timm:NAME``)."""
     name = model_cfg.backbone
+    if name.startswith(TIMM_PREFIX):
+        backbone = timm_backbone(model_cfg)
+        if model_cfg.weights:
+            load_body_weights(backbone, model_cfg.weights)
+        return backbone
     if name not in BACKBONES:
         raise OltrError(f"model.backbone {name!r} is not known; expected one of: {', '.join(sorted(BACKBONES))}")
     backbone = BACKBONES[name](model_cfg)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from oltr_bench.config import config_hash
+from oltr_bench.config import config_hash, run_profile
 from oltr_bench.formats.rundir import RunDir
 from oltr_bench.metrics.keys import BY_KEY, HEADLINE_KEYS
 from oltr_bench.report import entries as lb
@@ -40,6 +40,7 @@ class Row:
     extra_data: bool | None = None
     epochs: int | None = None
     partial: bool = False
+    profile: str | None = None  # runs: standard | faithful | fast | unrecorded (config.yaml's PROFILE_SETTINGS); entries: None
     metrics: dict[str, float | None] = field(default_factory=dict)
     std: dict[str, float | None] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=list)
@@ -67,7 +68,12 @@ class Row:
 
     @property
     def display_name(self) -> str:
-        return self.name + (" (quick)" if self.partial else "")
+        return self.name + (" (fast)" if self.fast else "") + (" (quick)" if self.partial else "")
+
+    @property
+    def fast(self) -> bool:
+        """A run of the ``fast`` profile: bf16, compile and the feature cache, not the protocol's numerics."""
+        return self.profile == "fast"
 
     @property
     def table_key(self) -> tuple[str, str, str]:
@@ -140,6 +146,16 @@ def run_seed(record: RunRecord) -> int | None:
     return None
 
 
+def profile_of(record: RunRecord) -> str:
+    """The run's profile: as recorded in ``results.json`` (``provenance.profile``), else from its
+    config (a config written before profiles existed: ``standard``, which every run was then),
+    else ``unrecorded`` (a results file alone)."""
+    recorded = (record.results.get("provenance") or {}).get("profile")
+    if isinstance(recorded, str) and recorded:
+        return recorded
+    return run_profile(record.config)
+
+
 def run_description(record: RunRecord) -> dict[str, Any]:
     """Backbone, pretraining, extra data and epochs of a run, from its config and manifest
     (None where the results file has no run directory around it)."""
@@ -175,6 +191,7 @@ def run_rows(records: Iterable[RunRecord]) -> list[Row]:
             source="reproduced",
             **run_description(first),
             partial=bool(res.get("partial")),
+            profile=profile_of(first),
             metrics=mean,
             std=std,
             seeds=sorted({s for s in seeds if s is not None}),

@@ -179,7 +179,8 @@ def check_site_dir(out: Path) -> None:
 
 
 def build_site(rows: Sequence[Row], out: str | Path, *, plots: bool = True, progress: bool = False,
-               local_paths: bool = False, faces: Sequence[dict[str, Any]] = ()) -> SiteSummary:
+               local_paths: bool = False, faces: Sequence[dict[str, Any]] = (),
+               extra_pages: dict[str, str] | None = None) -> SiteSummary:
     """Write the site for ``rows`` to ``out`` (atomically); returns where its index is.
 
     Local paths and machine details are redacted (:mod:`oltr_bench.report.redact`) unless
@@ -209,6 +210,9 @@ def build_site(rows: Sequence[Row], out: str | Path, *, plots: bool = True, prog
         _write(tmp / "compare.html", env.get_template("compare.html").render(
             **{**common, "current_dataset": "@compare"}, root="", comparisons=comparisons, compare_keys=PAPER_KEYS))
         pages += 2
+        for name, text in (extra_pages or {}).items():  # e.g. the suite's suite.html
+            _write(tmp / name, text)
+            pages += 1
         bar = tqdm(total=len(rows), desc="site pages", unit="page", disable=not progress)
         for ds in datasets:
             folder = tmp / ds.folder

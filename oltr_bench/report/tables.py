@@ -77,7 +77,9 @@ def table_title(dataset: str, protocol: str, evaluation_set: str) -> str:
 LEGEND = (
     "τ: open-set threshold on the known score (own: the method's own rejection; ?: not reported). "
     "Many/Medium/Few/Top-1: closed-set accuracy; Open F: open-set F-measure at τ under the table's protocol. "
-    "Seeds > 1: mean ± sample standard deviation over the seeds (runs repeating a seed are averaged into it first)."
+    "Seeds > 1: mean ± sample standard deviation over the seeds (runs repeating a seed are averaged into it first). "
+    "Profile: the numerics of a run (faithful: the official protocol's; standard: the config as set; fast: bf16, "
+    "compile and the feature cache, marked (fast))."
 )
 
 
@@ -126,6 +128,7 @@ INFO_COLUMNS = (
     Column("source", "Source", False, lambda row, _: row.source),
     Column("tau", "τ", True, lambda row, _: fmt_threshold(row.open_threshold)),
     Column("seeds", "Seeds", True, lambda row, _: fmt_seeds(row)),
+    Column("profile", "Profile", False, lambda row, _: row.profile or DASH),
 )
 OTHER_COLUMN = Column("other", "Other reported", False, lambda row, _: fmt_other(row))
 COLUMN_KEYS = (*(c.key for c in INFO_COLUMNS), *METRIC_KEYS, OTHER_COLUMN.key)
@@ -207,6 +210,8 @@ def markdown_comparison(comparisons: Sequence[Comparison], percent: bool = False
     for c in comparisons:
         rep = f"{md_escape(c.reported.display_name)} (`{c.reported.protocol}`, τ {fmt_threshold(c.reported.open_threshold)})"
         ours = f"{md_escape(c.ours.display_name)} ({comparison_measure(c, md_escape)})"
+        if c.ours.fast:
+            ours += " — fast profile: not the protocol's numerics"
         for key, reported, mine, gap in c.gaps:
             sign = "+" if gap >= 0 else "−"
             cells = [md_escape(c.reported.dataset), md_escape(c.reported.method), rep, ours, key, fmt_number(reported, percent),
@@ -217,7 +222,7 @@ def markdown_comparison(comparisons: Sequence[Comparison], percent: bool = False
 
 
 CSV_INFO = ("dataset", "protocol", "evaluation_set", "open_threshold", "name", "method", "source", "backbone",
-            "pretraining", "extra_data", "epochs", "seeds", "partial")
+            "pretraining", "extra_data", "epochs", "seeds", "partial", "profile")
 
 
 def csv_table(rows: Sequence[Row], local_paths: bool = False) -> str:
@@ -232,7 +237,7 @@ def csv_table(rows: Sequence[Row], local_paths: bool = False) -> str:
             threshold = "" if row.open_threshold is None else ("unknown" if row.open_threshold == UNKNOWN else row.open_threshold)
             info = [row.dataset, row.protocol, row.evaluation_set, threshold, row.display_name, row.method, row.source,
                     row.backbone or "", row.pretraining or "", "" if row.extra_data is None else row.extra_data,
-                    "" if row.epochs is None else row.epochs, row.n_seeds or "", row.partial]
+                    "" if row.epochs is None else row.epochs, row.n_seeds or "", row.partial, row.profile or ""]
             values = []
             for key in METRIC_KEYS:
                 values += [_csv_number(row.metrics.get(key)), _csv_number(row.std.get(key))]

@@ -11,7 +11,7 @@ import oltr_bench
 PACKAGE = Path(oltr_bench.__file__).resolve().parent
 # Pipeline order: a module may import its own layer and the layers before it.
 LAYERS = ("errors", "oltr_bench", "utils", "log", "paths", "protocols", "formats", "config", "registry", "splits", "data",
-          "models", "method", "metrics", "engine", "report", "api", "cli", "__main__")
+          "models", "method", "metrics", "engine", "report", "suite", "api", "cli", "__main__")
 
 
 def _modules():

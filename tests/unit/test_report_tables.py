@@ -43,8 +43,9 @@ def test_seeds_of_one_config_are_averaged_and_other_configs_stay_apart(tmp_path)
     assert len(names) == 2 and len(set(names)) == 2
     cells = line_of(text, agg.name)
     assert cells[7] == "3"  # Seeds column
-    assert cells[11] == "0.320 ± 0.020"  # Top-1: mean ± sample std
-    assert cells[10] == "–"  # Few is null in every seed
+    assert cells[8] == "standard"  # Profile column: a config written before profiles existed is standard
+    assert cells[12] == "0.320 ± 0.020"  # Top-1: mean ± sample std
+    assert cells[11] == "–"  # Few is null in every seed
 
 
 def test_runs_that_repeat_a_seed_are_one_seed(cli, tmp_path):
@@ -60,7 +61,7 @@ def test_runs_that_repeat_a_seed_are_one_seed(cli, tmp_path):
     assert (row.seeds, row.n_seeds, row.repeats, len(row.runs)) == ([0], 1, 1, 2)
     assert row.metrics["top1"] == pytest.approx(0.32) and row.std == {}  # no ± 0.000 from one seed
     cells = line_of(markdown_tables([row]), "plain")
-    assert cells[7] == "1 (2 runs)" and cells[11] == "0.320"
+    assert cells[7] == "1 (2 runs)" and cells[12] == "0.320"
     # A third run with another seed: two seeds, the std over the seeds' values (0.32 and 0.40).
     make_run(tmp_path / "runs", seed=1, metrics={"top1": 0.40, "open_f1": 0.2})
     (row,) = rows_of(tmp_path / "runs")
@@ -105,7 +106,7 @@ def test_markdown_from_results_dicts_as_evaluate_prints_them(tmp_path):
     run = make_run(tmp_path, metrics={"top1": 0.25, "open_f1": 0.125})
     results = json.loads((run / "results.json").read_text())
     results["_path"] = "results.json"
-    assert line_of(markdown([results]), "plain")[11:13] == ["0.250", "0.125"]
+    assert line_of(markdown([results]), "plain")[12:14] == ["0.250", "0.125"]
 
 
 def test_csv_round_trips_every_metric_and_its_std(tmp_path):
@@ -172,7 +173,7 @@ def test_latex_has_the_other_reported_column(tmp_path):
 
 def test_percent_tables(tmp_path):
     make_run(tmp_path, metrics={"top1": 0.3561, "many": 0.4321})
-    assert line_of(markdown_tables(rows_of(tmp_path), percent=True), "plain")[8] == "43.2"
+    assert line_of(markdown_tables(rows_of(tmp_path), percent=True), "plain")[9] == "43.2"
 
 
 def test_tables_show_the_leaderboard_entries_of_the_reported_datasets_only(tmp_path):
