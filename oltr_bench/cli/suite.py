@@ -68,8 +68,10 @@ def suite_cmd(methods, datasets, seeds, profile, overrides, quick, out, jobs, la
     resumes unfinished ones, runs the rest, then writes the report: the paper's table (rows:
     methods; columns: datasets; cells: open F mean ± std over seeds, the published value and Δ)
     and the many/medium/few/top-1/AUROC tables as Markdown (suite.md, also printed), LaTeX
-    (suite.tex) and a site page (site/suite.html). Interrupt it and run the same command again:
-    finished runs are not redone.
+    (suite.tex) and a site page (site/suite.html). The MS1M-LT column is face identification:
+    finished MS1M-LT runs without face results are embedded and scored first (heldout protocol,
+    in this process), and the column shows rank-1 by shot group. Interrupt it and run the same
+    command again: finished runs are not redone.
 
     \b
     Examples:
@@ -99,11 +101,15 @@ def suite_cmd(methods, datasets, seeds, profile, overrides, quick, out, jobs, la
         executor = launch.make_executor(launcher, (out or runs.parent) / "submitit", options)
         outcome = launch.run_submitit(plan, executor, options, on_event=lambda m: click.echo(m, err=True))
     elapsed = time.perf_counter() - started
-    text = write_report(plan, report, percent)
+    text, face_failures = write_report(plan, report, percent)
     click.echo(text)
     click.echo(f"suite: {len(outcome.finished)} runs finished, {plan.counts()['done']} already done, "
                f"{len(outcome.failed)} failed, {len(outcome.skipped)} skipped, in {elapsed:.0f} s; report: {report.resolve()}",
                err=True)
+    for why in face_failures:
+        click.echo(f"failed: face identification of {why}", err=True)
+    if face_failures and not (outcome.failed or outcome.skipped):
+        raise OltrError(f"the face identification of {len(face_failures)} runs failed; fix the cause and run the same command again")
     if outcome.failed or outcome.skipped:
         for key, why in outcome.failed.items():
             click.echo(f"failed: {key}: {why}", err=True)
@@ -111,12 +117,15 @@ def suite_cmd(methods, datasets, seeds, profile, overrides, quick, out, jobs, la
                         "the same command again: finished runs are not redone")
 
 
-def write_report(plan, report: Path, percent: bool = False) -> str:
-    """suite.md, suite.tex and the site (with suite.html) from the plan's complete runs and the leaderboard."""
+def write_report(plan, report: Path, percent: bool = False) -> tuple[str, list[str]]:
+    """suite.md, suite.tex and the site (with suite.html) from the plan's complete runs and the
+    leaderboard, after the face identification of the MS1M-LT runs that lack it; returns the
+    Markdown and the face identifications that failed."""
     from oltr_bench.report.collect import collect, leaderboard_dirs
     from oltr_bench.report.rows import build_rows
     from oltr_bench.report.site import build_site
-    from oltr_bench.report.suite import suite_html, suite_latex, suite_markdown
+    from oltr_bench.report.suite import FACES_DATASET, suite_html, suite_latex, suite_markdown
+    from oltr_bench.suite.launch import identify_faces
     from oltr_bench.engine.runner import same_config_run
     from oltr_bench.utils.io import atomic_write_text
 
@@ -125,14 +134,17 @@ def write_report(plan, report: Path, percent: bool = False) -> str:
         found = same_config_run(run.config, run.split, plan.runs_root, plan.quick)
         if run.rows and found is not None and found.is_complete:
             run_dirs.append(found.path)
-    rows = build_rows(collect(run_dirs, leaderboard_dirs=leaderboard_dirs()))
+    failed = identify_faces(run_dirs, {FACES_DATASET} & set(plan.datasets), on_event=lambda m: click.echo(m, err=True))
+    collected = collect(run_dirs, leaderboard_dirs=leaderboard_dirs())
+    rows, faces = build_rows(collected), collected.faces
     report.mkdir(parents=True, exist_ok=True)
-    text = suite_markdown(rows, plan.methods, plan.datasets, percent)
+    text = suite_markdown(rows, plan.methods, plan.datasets, percent, faces)
     atomic_write_text(report / "suite.md", "# oltr-bench suite\n\n" + text)
-    atomic_write_text(report / "suite.tex", suite_latex(rows, plan.methods, plan.datasets, percent))
-    site = build_site(rows, report / "site", extra_pages={"suite.html": suite_html(rows, plan.methods, plan.datasets, percent)})
+    atomic_write_text(report / "suite.tex", suite_latex(rows, plan.methods, plan.datasets, percent, faces))
+    site = build_site(rows, report / "site", faces=faces,
+                      extra_pages={"suite.html": suite_html(rows, plan.methods, plan.datasets, percent, faces)})
     log.info("site: %s", site.index.parent / "suite.html")
-    return text
+    return text, failed
 
 
 COMMANDS = (suite_cmd,)

@@ -10,8 +10,11 @@ and τ; where that is not possible there is no Δ. A ``--quick`` run is never co
 ``fast``-profile runs are marked †: their numerics are not the protocol's.
 
 The MS1M-LT column does not come from closed/open-set runs: MS1M-LT is evaluated as face
-recognition (MegaFace identification), which :func:`ms1m_lt_cell` supplies; until that
-evaluation exists, the column says "not evaluated".
+identification (SPEC.md §6), so :func:`ms1m_lt_cell` fills it from the runs' ``face_results.json``
+(the suite writes them: ``embed`` + ``evaluate-faces``, heldout protocol), with the rank-1 of the
+shot group that stands for each table's metric (:data:`FACE_KEYS`); "not evaluated" where a method
+has no face results. The published MS1M-LT values have no determined metric (see the entries'
+notes), so that column has no published value and no Δ.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Sequence
 
 from oltr_bench.metrics.keys import label
 from oltr_bench.report.compare import Comparison, reported_vs_reproduced
-from oltr_bench.report.rows import Row
+from oltr_bench.report.rows import Row, aggregate
 from oltr_bench.report.tables import DASH, fmt_number, latex_escape, md_escape
 
 SUITE_KEYS = ("open_f1", "many", "medium", "few", "top1", "auroc")
@@ -31,6 +34,12 @@ PAPER_URL = "arxiv.org/abs/1904.05160"  # the OLTR paper: its entries are "the p
 FACES_DATASET = "ms1m_lt"
 NOT_EVALUATED = "not evaluated"
 FAST_MARK = "†"
+FACE_KEYS = {"open_f1": "rank1_zero", "many": "rank1_many", "medium": "rank1_medium", "few": "rank1_few", "top1": "rank1"}
+"""The face metric (SPEC.md §6) in the MS1M-LT column of each suite table: rank-1 identification of
+the probes whose identity is in that shot group; the open-set table shows the zero-shot probes
+(identities never trained on: MS1M-LT's open classes), top-1 the whole test. AUROC has none."""
+FACE_LABELS = {"rank1_zero": "rank-1, zero-shot", "rank1_many": "rank-1, many", "rank1_medium": "rank-1, medium",
+               "rank1_few": "rank-1, few", "rank1": "rank-1, all"}
 
 
 @dataclass
@@ -38,16 +47,27 @@ class SuiteCell:
     ours: Row | None = None
     published: Row | None = None
     delta: float | None = None
-    note: str = ""  # shown instead of numbers (the MS1M-LT column before face evaluation)
+    note: str = ""  # shown instead of numbers ("not evaluated")
+    face_key: str = ""  # MS1M-LT: the face metric shown (FACE_KEYS), its mean and sample std over the runs
+    face_mean: float | None = None
+    face_std: float | None = None
 
 
-def ms1m_lt_cell(method: str, key: str, rows: Sequence[Row]) -> SuiteCell:
-    """THE MS1M-LT COLUMN of the suite's tables (one place; the faces evaluation plugs in here).
+def ms1m_lt_cell(method: str, key: str, faces: Sequence[dict]) -> SuiteCell:
+    """THE MS1M-LT COLUMN of the suite's tables (the one place it is decided).
 
-    MS1M-LT is scored as MegaFace identification, not by the closed/open-set metrics of the other
-    columns, so a run's results.json does not fill this column. When the faces evaluation exists,
-    return its cell for ``method`` here (ours, published, Δ); until then: "not evaluated"."""
-    return SuiteCell(note=NOT_EVALUATED)
+    MS1M-LT is scored as face identification, not by the closed/open-set metrics of the other
+    columns: the cell is the mean ± sample std over the method's face results (``faces``: loaded
+    ``face_results.json`` files, one per run and seed) of the rank-1 that :data:`FACE_KEYS` maps
+    ``key`` to; "not evaluated" where the method has none, – for a metric with no face counterpart."""
+    mine = [f for f in faces if f.get("dataset") == FACES_DATASET and f.get("method") == method]
+    if not mine:
+        return SuiteCell(note=NOT_EVALUATED)
+    face_key = FACE_KEYS.get(key)
+    if face_key is None:
+        return SuiteCell(note=DASH)
+    mean, std = aggregate([f.get("metrics") or {} for f in mine])
+    return SuiteCell(face_key=face_key, face_mean=mean.get(face_key), face_std=std.get(face_key))
 
 
 def _published(dataset: str, method: str, rows: Sequence[Row]) -> Row | None:
@@ -57,14 +77,16 @@ def _published(dataset: str, method: str, rows: Sequence[Row]) -> Row | None:
 
 
 def suite_cells(rows: Sequence[Row], methods: Sequence[str], datasets: Sequence[str],
-                key: str, comparisons: Sequence[Comparison] | None = None) -> dict[tuple[str, str], SuiteCell]:
-    """(method, dataset) -> its cell for ``key``; ``rows`` are the suite's runs and the leaderboard entries."""
+                key: str, comparisons: Sequence[Comparison] | None = None,
+                faces: Sequence[dict] = ()) -> dict[tuple[str, str], SuiteCell]:
+    """(method, dataset) -> its cell for ``key``; ``rows`` are the suite's runs and the leaderboard
+    entries, ``faces`` the face results of its runs (the MS1M-LT column)."""
     comparisons = reported_vs_reproduced(rows) if comparisons is None else comparisons
     cells = {}
     for dataset in datasets:
         for method in methods:
             if dataset == FACES_DATASET:
-                cells[(method, dataset)] = ms1m_lt_cell(method, key, rows)
+                cells[(method, dataset)] = ms1m_lt_cell(method, key, faces)
                 continue
             ours = [r for r in rows if r.kind == "run" and r.dataset == dataset and r.method == method and r.evaluation_set == "test"]
             ours.sort(key=lambda r: (r.partial, -(r.n_seeds or 0), r.name))
@@ -80,6 +102,11 @@ def suite_cells(rows: Sequence[Row], methods: Sequence[str], datasets: Sequence[
 def _ours_text(cell: SuiteCell, key: str, percent: bool) -> str:
     if cell.note:
         return cell.note
+    if cell.face_key:
+        if cell.face_mean is None:
+            return f"{DASH} ({FACE_LABELS[cell.face_key]})"
+        std = f" ± {fmt_number(cell.face_std, percent)}" if cell.face_std is not None else ""
+        return f"{fmt_number(cell.face_mean, percent)}{std} ({FACE_LABELS[cell.face_key]})"
     if cell.ours is None or cell.ours.metrics.get(key) is None:
         return DASH
     value, std = cell.ours.metrics.get(key), cell.ours.std.get(key)
@@ -88,7 +115,7 @@ def _ours_text(cell: SuiteCell, key: str, percent: bool) -> str:
 
 
 def _published_text(cell: SuiteCell, key: str, percent: bool) -> str:
-    if cell.note or cell.published is None or cell.published.metrics.get(key) is None:
+    if cell.note or cell.face_key or cell.published is None or cell.published.metrics.get(key) is None:
         return DASH
     return fmt_number(cell.published.metrics[key], percent)
 
@@ -107,13 +134,15 @@ LEGEND = (
     "Ours: mean ± sample std over the seeds. Published: the OLTR paper's value (a shipped leaderboard entry). "
     "Δ = ours − published, with our predictions re-scored under the published protocol and τ; – where that is "
     f"not possible or nothing is published. {FAST_MARK}: fast profile (bf16, compile, feature cache), not the "
-    "protocol's numerics. MS1M-LT is evaluated as face recognition: 'not evaluated' until that evaluation exists."
+    "protocol's numerics. MS1M-LT is face identification (SPEC.md §6, heldout protocol): rank-1 of the probes of the "
+    "row's shot group (the open-set table: zero-shot identities; top-1: all probes); no published value has a "
+    "determined metric, so there is no Δ; 'not evaluated': no face results."
 )
 
 
 def _grid(rows: Sequence[Row], methods: Sequence[str], datasets: Sequence[str], key: str, percent: bool,
-          comparisons: Sequence[Comparison]) -> tuple[list[str], list[list[str]]]:
-    cells = suite_cells(rows, methods, datasets, key, comparisons)
+          comparisons: Sequence[Comparison], faces: Sequence[dict] = ()) -> tuple[list[str], list[list[str]]]:
+    cells = suite_cells(rows, methods, datasets, key, comparisons, faces)
     header = ["Method"]
     for dataset in datasets:
         header += [dataset, "published", "Δ"]
@@ -132,11 +161,12 @@ def _profiles(rows: Sequence[Row], datasets: Sequence[str]) -> str:
     return ", ".join(found) or DASH
 
 
-def suite_markdown(rows: Sequence[Row], methods: Sequence[str], datasets: Sequence[str], percent: bool = False) -> str:
+def suite_markdown(rows: Sequence[Row], methods: Sequence[str], datasets: Sequence[str], percent: bool = False,
+                   faces: Sequence[dict] = ()) -> str:
     comparisons = reported_vs_reproduced(rows)
     out = [f"Profiles of these runs: {_profiles(rows, datasets)}.\n"]
     for key in SUITE_KEYS:
-        header, body = _grid(rows, methods, datasets, key, percent, comparisons)
+        header, body = _grid(rows, methods, datasets, key, percent, comparisons, faces)
         out.append(f"### {_title(key)}\n")
         out.append("| " + " | ".join(md_escape(h) for h in header) + " |")
         out.append("|---|" + "---:|" * (len(header) - 1))
@@ -146,11 +176,12 @@ def suite_markdown(rows: Sequence[Row], methods: Sequence[str], datasets: Sequen
     return "\n".join(out)
 
 
-def suite_latex(rows: Sequence[Row], methods: Sequence[str], datasets: Sequence[str], percent: bool = False) -> str:
+def suite_latex(rows: Sequence[Row], methods: Sequence[str], datasets: Sequence[str], percent: bool = False,
+                faces: Sequence[dict] = ()) -> str:
     comparisons = reported_vs_reproduced(rows)
     out = ["% Generated by oltr-bench suite; needs \\usepackage{booktabs,graphicx}."]
     for key in SUITE_KEYS:
-        header, body = _grid(rows, methods, datasets, key, percent, comparisons)
+        header, body = _grid(rows, methods, datasets, key, percent, comparisons, faces)
         out += ["\\begin{table*}[t]", "\\centering", f"\\caption{{{latex_escape(_title(key))}. {latex_escape(LEGEND)}}}",
                 f"\\label{{tab:oltr-suite-{key.replace('_', '-')}}}", "\\resizebox{\\textwidth}{!}{%",
                 "\\begin{tabular}{l" + "r" * (len(header) - 1) + "}", "\\toprule",
@@ -160,7 +191,8 @@ def suite_latex(rows: Sequence[Row], methods: Sequence[str], datasets: Sequence[
     return "\n".join(out)
 
 
-def suite_html(rows: Sequence[Row], methods: Sequence[str], datasets: Sequence[str], percent: bool = False) -> str:
+def suite_html(rows: Sequence[Row], methods: Sequence[str], datasets: Sequence[str], percent: bool = False,
+               faces: Sequence[dict] = ()) -> str:
     """The suite's page of the site (``suite.html``, beside ``index.html``)."""
     comparisons = reported_vs_reproduced(rows)
     e = html.escape
@@ -169,7 +201,7 @@ def suite_html(rows: Sequence[Row], methods: Sequence[str], datasets: Sequence[s
              "<p class=\"crumbs\"><a href=\"index.html\">leaderboard</a> ›</p><h1>The OLTR comparison (oltr-bench suite)</h1>",
              f"<p>Profiles of these runs: {e(_profiles(rows, datasets))}.</p>"]
     for key in SUITE_KEYS:
-        header, body = _grid(rows, methods, datasets, key, percent, comparisons)
+        header, body = _grid(rows, methods, datasets, key, percent, comparisons, faces)
         parts.append(f"<h2>{e(_title(key))}</h2><table class=\"suite\"><thead><tr>"
                      + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr></thead><tbody>")
         for line in body:

@@ -203,3 +203,24 @@ def run_submitit(plan: Plan, executor: Any, options: SlurmOptions, on_event: Cal
     for key in jobs:
         result(key)
     return outcome
+
+
+def identify_faces(run_dirs: list[Path], datasets: set[str], on_event: Callable[[str], None] = log.info) -> list[str]:
+    """Face identification (``embed`` + ``evaluate-faces``, heldout protocol; SPEC.md §6) of every
+    complete run on a face dataset (``datasets``: MS1M-LT) that has no ``face_results.json`` yet,
+    in this process (on its GPU when it has one). Returns the runs that failed, each with why."""
+    from oltr_bench.engine.embed import identify_run
+    from oltr_bench.formats.rundir import RunDir
+
+    failed = []
+    for path in run_dirs:
+        run = RunDir(path)
+        if (run.path / RunDir.FACE_RESULTS).exists() or (run.read_manifest() or {}).get("dataset") not in datasets:
+            continue
+        on_event(f"faces  {path}")
+        try:
+            identify_run(path)
+        except (OltrError, OSError, RuntimeError) as exc:
+            failed.append(f"{path}: {exc}")
+            on_event(f"FAILED faces of {path}: {exc}")
+    return failed

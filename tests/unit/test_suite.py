@@ -144,3 +144,49 @@ def test_suite_tables_against_published_values(tmp_path):
     assert "| dme | 0.500 † | – | – |" in text
     assert "Profiles of these runs: faithful, fast." in text
     assert "0.420 $\\pm$ 0.028" in suite_latex(rows, ["plain", "dme"], ["imagenet_lt"])
+
+
+def face_result(method: str, rank1: float, zero: float | None, dataset: str = "ms1m_lt") -> dict:
+    return {"dataset": dataset, "method": method,
+            "metrics": {"rank1": rank1, "rank1_many": 0.9, "rank1_medium": 0.8, "rank1_few": 0.5, "rank1_one": 0.3, "rank1_zero": zero}}
+
+
+def test_the_ms1m_lt_column_is_face_identification_rank1_by_shot_group(tmp_path):
+    faces = [face_result("plain", 0.60, 0.20), face_result("plain", 0.64, 0.30), face_result("dme", 0.70, None),
+             face_result("plain", 0.99, 0.99, dataset="embedded")]  # another dataset's face results are not MS1M-LT's
+    rows = build_rows(collect([tmp_path]))
+    top1 = suite_cells(rows, ["plain", "dme", "focal"], ["ms1m_lt"], "top1", faces=faces)
+    assert top1[("plain", "ms1m_lt")].face_key == "rank1" and top1[("plain", "ms1m_lt")].face_mean == pytest.approx(0.62)
+    assert top1[("plain", "ms1m_lt")].face_std == pytest.approx(0.04 / 2 ** 0.5)
+    assert top1[("focal", "ms1m_lt")].note == NOT_EVALUATED
+    text = suite_markdown(rows, ["plain", "dme", "focal"], ["ms1m_lt"], faces=faces)
+    # open F's table shows the zero-shot identities (MS1M-LT's open classes); no published value, no delta
+    assert "| plain | 0.250 ± 0.071 (rank-1, zero-shot) | – | – |" in text
+    assert "| dme | – (rank-1, zero-shot) | – | – |" in text  # no zero-shot probes: no value, said which metric
+    assert "| plain | 0.620 ± 0.028 (rank-1, all) | – | – |" in text and "| focal | not evaluated | – | – |" in text
+    few = suite_cells(rows, ["plain"], ["ms1m_lt"], "few", faces=faces)[("plain", "ms1m_lt")]
+    assert (few.face_key, few.face_mean, few.face_std) == ("rank1_few", 0.5, 0.0)
+    assert suite_cells(rows, ["plain"], ["ms1m_lt"], "auroc", faces=faces)[("plain", "ms1m_lt")].note == "–"
+
+
+def test_the_suite_identifies_faces_of_ms1m_lt_runs_without_face_results(tmp_path, monkeypatch):
+    import oltr_bench.engine.embed as embed
+
+    runs = {}
+    for name, dataset, done in (("a", "ms1m_lt", False), ("b", "ms1m_lt", True), ("c", "imagenet_lt", False), ("d", "ms1m_lt", False)):
+        path = tmp_path / name
+        path.mkdir()
+        (path / "manifest.json").write_text(json.dumps({"dataset": dataset}))
+        if done:
+            (path / "face_results.json").write_text("{}")
+        runs[name] = path
+    called = []
+
+    def fake_identify(path):
+        called.append(path.name)
+        if path.name == "d":
+            raise OltrError("no heldout identities in the split")
+
+    monkeypatch.setattr(embed, "identify_run", fake_identify)
+    failed = launch.identify_faces(list(runs.values()), {"ms1m_lt"}, on_event=lambda m: None)
+    assert called == ["a", "d"] and failed == [f"{runs['d']}: no heldout identities in the split"]
