@@ -15,7 +15,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from numpy.lib import format as npformat
@@ -148,3 +148,15 @@ def inspect(path: str | os.PathLike, what: str) -> Archive:
         zf.close()
         raise
     return Archive(path, zf, members, infos)
+
+
+def check_keys(members: dict, required: Sequence[str], optional: Sequence[str], needs: str) -> None:
+    """An archive's member names: none outside ``required`` + ``optional``, every ``required`` one
+    present (``needs`` says what the file needs, for the message)."""
+    allowed = tuple(required) + tuple(optional)
+    unknown = sorted(set(members) - set(allowed))
+    if unknown:
+        raise OltrError(f"{unknown[0]}: unexpected key (found keys {sorted(members)}); expected only {', '.join(allowed)}")
+    for key in required:
+        if key not in members:
+            raise OltrError(f"{key}: missing (found keys {sorted(members)}); {needs}")

@@ -44,12 +44,17 @@ FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
 def load_results(path: str | os.PathLike) -> dict[str, Any]:
     """A results file, checked to be one: its ``format`` and the kinds of the keys readers use
     (each problem names the file and key); ``_path`` names it."""
-    where = str(path)
-    data = read_json(Path(path), "a results.json (SPEC.md §3)")
-    if not formats.is_format(data.get("format"), formats.RESULTS):
-        raise OltrError(f"{path}: format {data.get('format')!r} is not an oltr-bench results file")
-    for key, (required, check, expected) in FIELDS.items():
-        expect(data, key, where, check, expected, required=required)
+    return _load_checked(path, "a results.json (SPEC.md §3)", formats.RESULTS, "results file", FIELDS)
+
+
+def _load_checked(path: str | os.PathLike, what: str, format_id: str, name: str,
+                  fields: dict[str, tuple[bool, Callable[[Any], bool], str]]) -> dict[str, Any]:
+    """``path`` read as checked JSON, its ``format`` ``format_id`` and each of ``fields`` of its kind."""
+    data = read_json(Path(path), what)
+    if not formats.is_format(data.get("format"), format_id):
+        raise OltrError(f"{path}: format {data.get('format')!r} is not an oltr-bench {name}")
+    for key, (required, check, expected) in fields.items():
+        expect(data, key, str(path), check, expected, required=required)
     data["_path"] = str(path)
     return data
 
@@ -88,11 +93,4 @@ FACE_FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
 
 def load_face_results(path: str | os.PathLike) -> dict[str, Any]:
     """A ``face_results.json``, checked like :func:`load_results`; ``_path`` names it."""
-    where = str(path)
-    data = read_json(Path(path), "a face_results.json (SPEC.md §6)")
-    if not formats.is_format(data.get("format"), formats.FACE_RESULTS):
-        raise OltrError(f"{path}: format {data.get('format')!r} is not an oltr-bench face results file")
-    for key, (required, check, expected) in FACE_FIELDS.items():
-        expect(data, key, where, check, expected, required=required)
-    data["_path"] = str(path)
-    return data
+    return _load_checked(path, "a face_results.json (SPEC.md §6)", formats.FACE_RESULTS, "face results file", FACE_FIELDS)

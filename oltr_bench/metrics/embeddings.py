@@ -79,13 +79,7 @@ class EmbeddingsFile:
 
     def _check_declared(self, max_bytes: int, block_rows: int) -> None:
         members = self.archive.members
-        allowed = REQUIRED_KEYS + OPTIONAL_KEYS
-        unknown = sorted(set(members) - set(allowed))
-        if unknown:
-            raise OltrError(f"{unknown[0]}: unexpected key (found keys {sorted(members)}); expected only {', '.join(allowed)}")
-        for key in REQUIRED_KEYS:
-            if key not in members:
-                raise OltrError(f"{key}: missing (found keys {sorted(members)}); an embeddings file needs {', '.join(REQUIRED_KEYS)}")
+        npz.check_keys(members, REQUIRED_KEYS, OPTIONAL_KEYS, f"an embeddings file needs {', '.join(REQUIRED_KEYS)}")
         for key in ("probe_ids", "probe_identity", "distractor_ids", "distractor_identity"):
             if key in members and (len(members[key].shape) != 1 or members[key].dtype.kind != "U"):
                 raise OltrError(f"{key}: found {members[key].describe()}; expected a 1-D array of strings (np.asarray(ids, dtype=str))")

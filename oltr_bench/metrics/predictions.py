@@ -107,13 +107,7 @@ def load_predictions(path: str | os.PathLike, split: SplitDir | None = None, whi
     """
     with npz.inspect(path, "a predictions .npz (SPEC.md §2)") as archive:
         members = archive.members
-        allowed = REQUIRED_KEYS + OPTIONAL_KEYS
-        unknown = sorted(set(members) - set(allowed))
-        if unknown:
-            raise OltrError(f"{unknown[0]}: unexpected key (found keys {sorted(members)}); expected only {', '.join(allowed)}")
-        for key in REQUIRED_KEYS:
-            if key not in members:
-                raise OltrError(f"{key}: missing (found keys {sorted(members)}); a predictions file needs ids, split_fingerprint and logits or probs")
+        npz.check_keys(members, REQUIRED_KEYS, OPTIONAL_KEYS, "a predictions file needs ids, split_fingerprint and logits or probs")
         has_logits, has_probs = "logits" in members, "probs" in members
         if has_logits == has_probs:
             raise OltrError(f"logits/probs: found {'both' if has_logits else 'neither'}; expected exactly one of the two keys")
