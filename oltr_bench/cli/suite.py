@@ -48,7 +48,8 @@ def _splits(datasets: str):
 @click.option("--out", type=click.Path(path_type=Path),
               help="Suite folder: runs in OUT/runs, the report in OUT/report [default: oltr_work/runs and oltr_work/report/suite].")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Local launcher: runs side by side (one GPU each when there are GPUs; at most one run per GPU).")
+              help="Local launcher: runs side by side (one GPU each when there are GPUs; at most one run per GPU; "
+                   "on the CPU cores/N threads each, which changes CPU numbers against --jobs 1).")
 @click.option("--launcher", type=click.Choice(["local", "slurm", "submitit-local"]), default="local", show_default=True,
               help="local: processes on this machine; slurm: one Slurm job per run through submitit, stage-2 jobs after "
                    "their stage-1 job (afterok); submitit-local: submitit's LocalExecutor (try a Slurm setup here).")

@@ -48,13 +48,16 @@ def package_versions() -> dict[str, str]:
 
 
 def device_info(device: torch.device) -> dict[str, Any]:
-    """The device a run used, in words (GPU model, or the CPU model and core count)."""
+    """The device a run used, in words (GPU model, or the CPU model, core count and torch's thread
+    count: on the CPU the thread count changes the order of sums, so a run is reproduced bit for bit
+    only with the same count; ``suite --jobs N`` gives each run cores/N)."""
     info: dict[str, Any] = {"type": device.type, "cpu_cores": os.cpu_count()}
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)
         info["memory_gib"] = round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1)
     else:
         info["name"] = _cpu_name()
+        info["cpu_threads"] = torch.get_num_threads()
     return info
 
 

@@ -84,6 +84,7 @@ def test_run_directory_manifest_and_logs(tiny, tmp_path):
     run_dir = run(tiny, tmp_path, "plain", "data.sampler=class_aware")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["world_size"] == 1 and manifest["device"]["type"] == "cpu"
+    assert manifest["device"]["cpu_threads"] == torch.get_num_threads()  # CPU numbers depend on it (suite --jobs)
     assert manifest["precision"] == "fp32" and manifest["sampler"] == "class_aware"
     assert manifest["seeds"] == {"train": 0, "split": 0}
     assert set(manifest["phase_seconds"]) >= {"init", "train", "validate", "fit", "predict", "evaluate"}
