@@ -115,7 +115,7 @@ def evaluate_faces_cmd(embeddings, distractors, subset, method, device, block_ro
 @click.option("--chunk", type=int, default=8192, show_default=True, help="Images per resumable part.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-@click.option("--allow-unsafe-checkpoints", is_flag=True, help="Read a format-1 checkpoint (full unpickling).")
+@click.option("--allow-unsafe-checkpoints", is_flag=True, help="Read a format-1 checkpoint (weights-only, numpy arrays allowed).")
 def embed_cmd(run_dir, protocol, seed, pack, size, noise_lists, probe_counts, layer, out, devkit_dir, batch_size, chunk, device,
               no_progress, allow_unsafe_checkpoints) -> None:
     """Write the embeddings file (SPEC.md §6) of a finished run for face identification.

@@ -39,8 +39,8 @@ def resolve_split_dir(dataset: str | None, splits: Path | None):
 @click.option("--tensorboard", is_flag=True,
               help="Also log to <run>/tensorboard (needs the tensorboard package, which is not installed by default).")
 @click.option("--allow-unsafe-checkpoints", is_flag=True,
-              help="UNSAFE: also load checkpoints that need full unpickling, which can run code from the file (format 1, "
-                   "written by oltr-bench before checkpoints became weights-only). Only for checkpoints you made yourself.")
+              help="Also load format-1 checkpoints (written by oltr-bench before checkpoints became weights-only), "
+                   "which pickled numpy arrays: still weights-only, with numpy's array types allowed and nothing else.")
 @click.option("--print-config", is_flag=True,
               help="Print the resolved config (every value with its meaning and the file or --set it came from) and exit; "
                    "needs no split: --dataset names the config folder.")

@@ -14,7 +14,10 @@ Python values (dicts, lists, tuples, str, numbers, bytes) and never calls code n
 file. What is not a tensor is stored in such values: numpy arrays (the numpy RNG state, sampler
 orders) as ``{"__ndarray__": bytes, "dtype", "shape"}`` and numpy scalars as Python numbers
 (:func:`encode` / :func:`decode`). Format 1 checkpoints (oltr-bench before this rule) pickled
-numpy objects; they load only with ``allow_unsafe=True`` (``run --allow-unsafe-checkpoints``).
+numpy objects; they load only with ``allow_unsafe=True`` (``run --allow-unsafe-checkpoints``),
+and then still with ``weights_only=True``: the only globals added to its allowlist are numpy's
+array, scalar and dtype reconstructors (data, no code). Nothing here unpickles with
+``weights_only=False``.
 """
 
 from __future__ import annotations
@@ -94,8 +97,9 @@ def save(path: Path, payload: dict[str, Any]) -> None:
 def load(path: Path, map_location: torch.device | str = "cpu", *, allow_unsafe: bool = False) -> dict[str, Any]:
     """A checkpoint, read with ``weights_only=True`` (no code from the file runs).
 
-    A file that needs full unpickling (an oltr-bench format 1 checkpoint, or a file from
-    elsewhere) is refused unless ``allow_unsafe``: unpickling can run any code the file names.
+    A file that names Python globals (an oltr-bench format 1 checkpoint, or a file from elsewhere)
+    is refused unless ``allow_unsafe``, and then read as format 1: weights-only with numpy's data
+    types allowed (:func:`_load_format1`); any other global is still refused.
     """
     if not Path(path).is_file():
         raise OltrError(f"checkpoint {path} does not exist")
@@ -108,8 +112,8 @@ def load(path: Path, map_location: torch.device | str = "cpu", *, allow_unsafe: 
                 f"run code from it ({str(exc).splitlines()[-1].strip()[:200]}). If you wrote it yourself with an older "
                 f"oltr-bench (checkpoint format 1), pass {UNSAFE_FLAG} to load it anyway; never do so for a file from "
                 "someone else. Otherwise train the run again") from None
-        log.warning("loading %s with full unpickling (%s): it can run code from the file", path, UNSAFE_FLAG)
-        state = _load_unsafe(path, map_location)
+        log.warning("loading %s as a format-1 checkpoint (%s): numpy arrays allowed, nothing else", path, UNSAFE_FLAG)
+        state = _load_format1(path, map_location)
     except Exception as exc:  # torch raises many types for a damaged file
         raise OltrError(f"checkpoint {path} cannot be read: {exc}") from None
     if not isinstance(state, dict) or "model" not in state:
@@ -117,8 +121,22 @@ def load(path: Path, map_location: torch.device | str = "cpu", *, allow_unsafe: 
     return decode(state)
 
 
-def _load_unsafe(path: Path, map_location: torch.device | str) -> Any:
+def _numpy_globals() -> list[Any]:
+    """What a pickled numpy array, scalar or dtype names: constructors of data, which run no code."""
+    multiarray = getattr(np, "_core", None) or np.core  # numpy 2 / numpy 1
+    dtype_classes = {type(np.dtype(code)) for code in np.typecodes["All"]}
+    return [multiarray.multiarray._reconstruct, multiarray.multiarray.scalar, np.ndarray, np.dtype,
+            *sorted(dtype_classes, key=str)]
+
+
+def _load_format1(path: Path, map_location: torch.device | str) -> Any:
+    """A format-1 checkpoint: numpy objects pickled beside the tensors, read with ``weights_only=True``
+    and numpy's data constructors allowed; a file that names any other global is refused."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise OltrError(f"checkpoint {path} names Python objects other than numpy arrays; it is not a checkpoint "
+                        f"oltr-bench wrote, and it is not loaded ({str(exc).splitlines()[-1].strip()[:200]})") from None
     except Exception as exc:  # noqa: BLE001 - a damaged file
         raise OltrError(f"checkpoint {path} cannot be read: {exc}") from None

@@ -95,8 +95,8 @@ def run_method(
     A stage-2 method starts from ``stage1`` if given, else from the matching stage-1 run
     (:mod:`~oltr_bench.engine.stage1`), which is trained first if none exists. ``resume``
     continues the newest unfinished run of this method with the same config (or returns it if
-    it already completed). ``allow_unsafe_checkpoints`` lets checkpoints that need full
-    unpickling (format 1) load.
+    it already completed). ``allow_unsafe_checkpoints`` lets format-1 checkpoints (numpy
+    arrays pickled beside the tensors) load, still weights-only.
     """
     dist = dist or Dist(device=pick_device())
     method = METHODS.canonical(method)

@@ -64,6 +64,17 @@ def test_a_stage1_checkpoint_that_would_run_code_is_refused_and_never_run(tiny, 
     assert not marker.exists()
 
 
+def test_even_the_flag_never_runs_code_from_a_checkpoint(tiny, tmp_path):
+    # --allow-unsafe-checkpoints admits numpy arrays (format 1), not arbitrary globals.
+    stage1 = run(tiny, tmp_path / "runs", "plain", "train.epochs=1")
+    marker = tmp_path / "pwned"
+    torch.save({"model": {}, "method": Payload(marker)}, stage1 / "checkpoints" / "best.pt")
+    with pytest.raises(OltrError, match="other than numpy arrays") as err:
+        run(tiny, tmp_path / "runs", "crt", "train.epochs=1", stage1=stage1, allow_unsafe_checkpoints=True)
+    assert "best.pt" in str(err.value)
+    assert not marker.exists()
+
+
 def test_the_cli_refuses_it_with_exit_status_2_and_no_traceback(tiny, tmp_path, cli):
     stage1 = run(tiny, tmp_path / "runs", "plain", "train.epochs=1")
     marker = tmp_path / "pwned"
