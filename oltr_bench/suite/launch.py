@@ -23,6 +23,7 @@ import os
 import queue
 import subprocess
 import sys
+import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,15 +96,20 @@ def _cuda_devices() -> list[str]:
 def run_local(plan: Plan, jobs: int, logs: Path, on_event: Callable[[str], None] = log.info) -> Outcome:
     """Run the plan's unfinished runs, ``jobs`` at a time, each after its stage-1 run."""
     todo = {r.key: r for r in plan.order() if r.status != "done"}
+    total = len(todo)
     gpus = _cuda_devices()
     jobs = max(1, min(jobs, len(gpus)) if gpus else jobs)
     free: queue.Queue[str | None] = queue.Queue()
     for device in (gpus or [None] * jobs):
         free.put(device)
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    started, lock = [0], threading.Lock()
 
     def start(run: PlannedRun) -> int:
         device = free.get()
+        with lock:  # said when the run starts, not when it is queued behind the other jobs
+            started[0] += 1
+            on_event(f"start  {run.key}  [{started[0]}/{total}]")
         try:
             env = {"OMP_NUM_THREADS": threads} if device is None else {"CUDA_VISIBLE_DEVICES": device}
             log_file = None if jobs == 1 else str(logs / f"{run.key.replace('/', '_')}.log")
@@ -119,7 +125,6 @@ def run_local(plan: Plan, jobs: int, logs: Path, on_event: Callable[[str], None]
             for key, run in list(todo.items()):
                 if run.depends_on is None or run.depends_on in done:
                     del todo[key]
-                    on_event(f"start  {key}")
                     running[pool.submit(start, run)] = key
                 elif run.depends_on in outcome.failed or run.depends_on in outcome.skipped:
                     del todo[key]

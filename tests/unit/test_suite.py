@@ -1,6 +1,7 @@
 """The suite (issue 14): its plan (shared stage-1 runs, statuses), its launcher order and its tables."""
 
 import json
+import time
 
 import pytest
 
@@ -90,6 +91,24 @@ def test_local_launcher_runs_stage1_first_and_skips_dependants_of_failures(tmp_p
     outcome = launch.run_local(plan, 2, tmp_path / "logs", on_event=lambda m: None)
     assert sorted(started) == ["focal", "plain"]
     assert len(outcome.failed) == 1 and len(outcome.skipped) == 2 and len(outcome.finished) == 1
+
+
+def test_local_launcher_says_start_when_a_run_starts_not_when_it_is_queued(tmp_path, monkeypatch):
+    split = list_split(tmp_path)
+    plan = make_plan([split], ["plain", "focal", "range"], [0], tmp_path / "runs")
+    events, seen_at_start = [], []
+
+    def fake_execute(argv, env=None, log_file=None):
+        seen_at_start.append((argv[argv.index("--method") + 1], [e for e in events if e.startswith("start")]))
+        time.sleep(0.05)
+        return 0
+
+    monkeypatch.setattr(launch, "execute", fake_execute)
+    monkeypatch.setattr(launch, "_cuda_devices", lambda: [])
+    launch.run_local(plan, 1, tmp_path / "logs", on_event=events.append)
+    # one job: when the n-th run starts, exactly n runs have been announced, the last one being it
+    for n, (method, starts) in enumerate(seen_at_start, 1):
+        assert len(starts) == n and f"/{method}/seed0/" in starts[-1] and starts[-1].endswith(f"[{n}/3]")
 
 
 def test_slurm_jobs_depend_on_their_stage1_job(tmp_path):
