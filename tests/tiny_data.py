@@ -7,6 +7,7 @@ images, 2 val and 3 test images per class, and 6 open images; 16x16 PNG files. C
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +59,28 @@ def make_tiny_split(root: Path, ext: str = ".png") -> SplitDir:
 
 def tiny_config(method: str = "plain", *extra: str, defaults: dict | None = None) -> dict:
     return resolve_config(method, "tiny", defaults or {}, [*TINY, *extra])
+
+
+FACE_IDENTITY_SIZES = (40, 30, 24, 20, 16, 12, 10, 9, 8, 6)
+
+
+def face_png(key: int) -> bytes:
+    """The 16x16 PNG of record ``key`` in :func:`write_face_pack`'s pack."""
+    rng = np.random.default_rng(key)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_face_pack(folder: Path) -> None:
+    """An MS1M-ArcFace layout in miniature: ``train.rec``/``train.idx`` with ten identities of
+    :data:`FACE_IDENTITY_SIZES` images each (record key = image number, label = identity)."""
+    from oltr_bench.formats.recordio import IRHeader, RecordIOWriter, pack
+
+    folder.mkdir(parents=True)
+    key = 0
+    with RecordIOWriter(folder / "train.rec", folder / "train.idx") as writer:
+        for ident, n in enumerate(FACE_IDENTITY_SIZES):
+            for _ in range(n):
+                writer.write(key, pack(IRHeader(0, float(ident), key, 0), face_png(key)))
+                key += 1

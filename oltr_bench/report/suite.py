@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 from oltr_bench.metrics.keys import label
@@ -53,21 +54,34 @@ class SuiteCell:
     face_std: float | None = None
 
 
-def ms1m_lt_cell(method: str, key: str, faces: Sequence[dict]) -> SuiteCell:
+def ms1m_lt_cell(method: str, key: str, faces: Sequence[dict], ours: Row | None = None) -> SuiteCell:
     """THE MS1M-LT COLUMN of the suite's tables (the one place it is decided).
 
     MS1M-LT is scored as face identification, not by the closed/open-set metrics of the other
-    columns: the cell is the mean ± sample std over the method's face results (``faces``: loaded
-    ``face_results.json`` files, one per run and seed) of the rank-1 that :data:`FACE_KEYS` maps
-    ``key`` to; "not evaluated" where the method has none, – for a metric with no face counterpart."""
+    columns: the cell is the mean ± sample std of the rank-1 that :data:`FACE_KEYS` maps ``key`` to,
+    over the face results (``faces``: loaded ``face_results.json`` files, ``_path`` set) of the runs
+    of ``ours``, the row the other columns would show (one configuration: one profile, quick or
+    not, so fast and quick cells are marked like theirs and never averaged with other runs).
+    Without a row, over the method's face results that belong to no run. "not evaluated" where
+    there are none, – for a metric with no face counterpart."""
     mine = [f for f in faces if f.get("dataset") == FACES_DATASET and f.get("method") == method]
+    if ours is not None:
+        run_dirs = {Path(r.run_dir).resolve() for r in ours.runs if r.run_dir is not None}
+        mine = [f for f in mine if f.get("_path") and Path(f["_path"]).resolve().parent in run_dirs]
     if not mine:
         return SuiteCell(note=NOT_EVALUATED)
     face_key = FACE_KEYS.get(key)
     if face_key is None:
         return SuiteCell(note=DASH)
     mean, std = aggregate([f.get("metrics") or {} for f in mine])
-    return SuiteCell(face_key=face_key, face_mean=mean.get(face_key), face_std=std.get(face_key))
+    return SuiteCell(ours=ours, face_key=face_key, face_mean=mean.get(face_key), face_std=std.get(face_key))
+
+
+def _ours(rows: Sequence[Row], dataset: str, method: str) -> Row | None:
+    """The method's row on the dataset that the suite shows: full runs before quick ones, then the most seeds."""
+    ours = [r for r in rows if r.kind == "run" and r.dataset == dataset and r.method == method and r.evaluation_set == "test"]
+    ours.sort(key=lambda r: (r.partial, -(r.n_seeds or 0), r.name))
+    return ours[0] if ours else None
 
 
 def _published(dataset: str, method: str, rows: Sequence[Row]) -> Row | None:
@@ -86,11 +100,9 @@ def suite_cells(rows: Sequence[Row], methods: Sequence[str], datasets: Sequence[
     for dataset in datasets:
         for method in methods:
             if dataset == FACES_DATASET:
-                cells[(method, dataset)] = ms1m_lt_cell(method, key, faces)
+                cells[(method, dataset)] = ms1m_lt_cell(method, key, faces, _ours(rows, dataset, method))
                 continue
-            ours = [r for r in rows if r.kind == "run" and r.dataset == dataset and r.method == method and r.evaluation_set == "test"]
-            ours.sort(key=lambda r: (r.partial, -(r.n_seeds or 0), r.name))
-            cell = SuiteCell(ours[0] if ours else None, _published(dataset, method, rows))
+            cell = SuiteCell(_ours(rows, dataset, method), _published(dataset, method, rows))
             if cell.ours is not None and cell.published is not None:
                 for c in comparisons:
                     if c.ours is cell.ours and c.reported is cell.published and c.same_protocol and c.same_threshold:
@@ -104,14 +116,21 @@ def _ours_text(cell: SuiteCell, key: str, percent: bool) -> str:
         return cell.note
     if cell.face_key:
         if cell.face_mean is None:
-            return f"{DASH} ({FACE_LABELS[cell.face_key]})"
-        std = f" ± {fmt_number(cell.face_std, percent)}" if cell.face_std is not None else ""
-        return f"{fmt_number(cell.face_mean, percent)}{std} ({FACE_LABELS[cell.face_key]})"
+            text = DASH
+        else:
+            text = fmt_number(cell.face_mean, percent) + (f" ± {fmt_number(cell.face_std, percent)}" if cell.face_std is not None else "")
+        return text + _marks(cell.ours) + f" ({FACE_LABELS[cell.face_key]})"
     if cell.ours is None or cell.ours.metrics.get(key) is None:
         return DASH
     value, std = cell.ours.metrics.get(key), cell.ours.std.get(key)
-    text = fmt_number(value, percent) + (f" ± {fmt_number(std, percent)}" if std is not None else "")
-    return text + (f" {FAST_MARK}" if cell.ours.fast else "") + (" (quick)" if cell.ours.partial else "")
+    return fmt_number(value, percent) + (f" ± {fmt_number(std, percent)}" if std is not None else "") + _marks(cell.ours)
+
+
+def _marks(ours: Row | None) -> str:
+    """† for a fast-profile row, (quick) for quick runs."""
+    if ours is None:
+        return ""
+    return (f" {FAST_MARK}" if ours.fast else "") + (" (quick)" if ours.partial else "")
 
 
 def _published_text(cell: SuiteCell, key: str, percent: bool) -> str:

@@ -1,46 +1,22 @@
 """MS1M-LT lists (``rec:<key>`` paths) are read from the RecordIO pack by the engine's datasets."""
 
-import io
 import json
-
 import pickle
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from oltr_bench.config import resolve_config
 from oltr_bench.data.images import UnreadableImage
 from oltr_bench.data.lists import ListDataset, make_reader
-from oltr_bench.formats.recordio import IRHeader, RecordIOWriter, pack
 from oltr_bench.data.records import RecordReader
 from oltr_bench.data.transforms import build_pipeline
 from oltr_bench.registry import DATASETS
-from tests.tiny_data import TINY
-
-SIZES = [40, 30, 24, 20, 16, 12, 10, 9, 8, 6]
-
-
-def face_png(key: int) -> bytes:
-    rng = np.random.default_rng(key)
-    buffer = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def write_pack(folder):
-    folder.mkdir(parents=True)
-    key = 0
-    with RecordIOWriter(folder / "train.rec", folder / "train.idx") as writer:
-        for ident, n in enumerate(SIZES):
-            for _ in range(n):
-                writer.write(key, pack(IRHeader(0, float(ident), key, 0), face_png(key)))
-                key += 1
+from tests.tiny_data import TINY, face_png, write_face_pack
 
 
 def test_reader_returns_the_record_payload_and_pickles(tmp_path):
-    write_pack(tmp_path / "emore")
+    write_face_pack(tmp_path / "emore")
     reader = make_reader(tmp_path / "emore", ["rec:3", "rec:40"])
     assert isinstance(reader, RecordReader)
     assert reader(1).data == face_png(40) and reader(0).data == face_png(3)
@@ -51,7 +27,7 @@ def test_reader_returns_the_record_payload_and_pickles(tmp_path):
 
 
 def test_ms1m_split_trains_and_evaluates_from_records(tmp_path, cli):
-    write_pack(tmp_path / "emore")
+    write_face_pack(tmp_path / "emore")
     split = DATASETS.get("ms1m")().make_splits(
         tmp_path / "splits", seed=0, overwrite=False, progress=False, root=tmp_path / "emore",
         train_fraction=0.5, val_per_class=1, test_per_class=2, open_per_class=2,

@@ -6,6 +6,8 @@ import json
 import pytest
 
 from oltr_bench.formats.rundir import RunDir
+from oltr_bench.registry import DATASETS
+from tests.tiny_data import TINY, write_face_pack
 
 
 def run_dirs(out, method):
@@ -47,3 +49,30 @@ def test_submitit_local_executor_runs_stage2_after_its_stage1(cli, embedded_spli
     assert RunDir(plain).is_complete and RunDir(dme).is_complete
     assert json.loads((dme / "manifest.json").read_text())["stage1_run"] == str(plain.resolve())
     assert any((out / "submitit").iterdir())  # submitit's job folders
+
+
+def test_the_ms1m_lt_column_is_the_face_identification_of_the_suites_runs(cli, tmp_path):
+    """An MS1M-LT split from a RecordIO pack in the real layout: the suite trains, then embeds and
+    scores each run (heldout protocol), and the column shows that run's rank-1."""
+    write_face_pack(tmp_path / "emore")
+    split = DATASETS.get("ms1m")().make_splits(
+        tmp_path / "splits", seed=0, overwrite=False, progress=False, root=tmp_path / "emore",
+        train_fraction=0.5, val_per_class=1, test_per_class=2, open_per_class=2,
+    )
+    out = tmp_path / "suite"
+    args = ["suite", "--methods", "plain", "--datasets", str(split.path), "--quick", "--out", str(out)]
+    for override in TINY:
+        args += ["--set", override]
+    result = cli(*args)
+    (plain,) = sorted(p for p in (out / "runs" / "ms1m_lt" / "plain").iterdir() if p.is_dir())
+    faces = json.loads((plain / RunDir.FACE_RESULTS).read_text())
+    assert faces["protocol"] == "heldout" and faces["method"] == "plain"
+    metrics = faces["metrics"]
+    # a quick run's face numbers are marked quick, as every other column's
+    assert f"| plain | {metrics['rank1']:.3f} (quick) (rank-1, all) |" in result.output
+    assert f"| plain | {metrics['rank1_zero']:.3f} (quick) (rank-1, zero-shot) |" in result.output
+    # the same command again: the run and its face results are there, nothing is redone
+    mtime = (plain / RunDir.FACE_RESULTS).stat().st_mtime_ns
+    again = cli(*args)
+    assert "1 runs (1 done, 0 resume, 0 new)" in again.output and "faces  " not in again.output
+    assert (plain / RunDir.FACE_RESULTS).stat().st_mtime_ns == mtime

@@ -165,15 +165,25 @@ def test_suite_tables_against_published_values(tmp_path):
     assert "0.420 $\\pm$ 0.028" in suite_latex(rows, ["plain", "dme"], ["imagenet_lt"])
 
 
-def face_result(method: str, rank1: float, zero: float | None, dataset: str = "ms1m_lt") -> dict:
-    return {"dataset": dataset, "method": method,
-            "metrics": {"rank1": rank1, "rank1_many": 0.9, "rank1_medium": 0.8, "rank1_few": 0.5, "rank1_one": 0.3, "rank1_zero": zero}}
+def with_faces(run_dir, rank1: float, zero: float | None) -> None:
+    """Write the run's face_results.json (SPEC.md §6), as ``embed`` + ``evaluate-faces`` would."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    faces = {"format": "oltr-bench-face-results/1", "dataset": manifest["dataset"], "method": manifest["method"],
+             "protocol": "heldout", "distractors": 10, "groups": {"many": 1}, "counts": {"probes": 10},
+             "provenance": {"embeddings": str(run_dir / "embeddings" / "heldout.npz")},
+             "metrics": {"rank1": rank1, "rank1_many": 0.9, "rank1_medium": 0.8, "rank1_few": 0.5, "rank1_one": 0.3,
+                         "rank1_zero": zero}}
+    (run_dir / RunDir.FACE_RESULTS).write_text(json.dumps(faces))
 
 
 def test_the_ms1m_lt_column_is_face_identification_rank1_by_shot_group(tmp_path):
-    faces = [face_result("plain", 0.60, 0.20), face_result("plain", 0.64, 0.30), face_result("dme", 0.70, None),
-             face_result("plain", 0.99, 0.99, dataset="embedded")]  # another dataset's face results are not MS1M-LT's
-    rows = build_rows(collect([tmp_path]))
+    runs = tmp_path / "runs"
+    for seed, rank1, zero in ((0, 0.60, 0.20), (1, 0.64, 0.30)):
+        with_faces(make_run(runs, method="plain", dataset="ms1m_lt", seed=seed, profile="faithful"), rank1, zero)
+    with_faces(make_run(runs, method="dme", dataset="ms1m_lt", profile="faithful"), 0.70, None)
+    make_run(runs, method="focal", dataset="ms1m_lt", profile="faithful")  # trained, never embedded
+    with_faces(make_run(runs, method="plain", dataset="embedded", profile="faithful"), 0.99, 0.99)  # not MS1M-LT
+    rows, faces = build_rows(collected := collect([runs])), collected.faces
     top1 = suite_cells(rows, ["plain", "dme", "focal"], ["ms1m_lt"], "top1", faces=faces)
     assert top1[("plain", "ms1m_lt")].face_key == "rank1" and top1[("plain", "ms1m_lt")].face_mean == pytest.approx(0.62)
     assert top1[("plain", "ms1m_lt")].face_std == pytest.approx(0.04 / 2 ** 0.5)
@@ -186,6 +196,19 @@ def test_the_ms1m_lt_column_is_face_identification_rank1_by_shot_group(tmp_path)
     few = suite_cells(rows, ["plain"], ["ms1m_lt"], "few", faces=faces)[("plain", "ms1m_lt")]
     assert (few.face_key, few.face_mean, few.face_std) == ("rank1_few", 0.5, 0.0)
     assert suite_cells(rows, ["plain"], ["ms1m_lt"], "auroc", faces=faces)[("plain", "ms1m_lt")].note == "–"
+
+
+def test_the_ms1m_lt_column_never_averages_profiles_and_marks_fast_and_quick_runs(tmp_path):
+    runs = tmp_path / "runs"
+    with_faces(make_run(runs, method="plain", dataset="ms1m_lt", profile="faithful"), 0.60, 0.2)
+    with_faces(make_run(runs, method="plain", dataset="ms1m_lt", profile="fast", seed=1), 0.10, 0.1)
+    with_faces(make_run(runs, method="plain", dataset="ms1m_lt", profile="fast", seed=2), 0.20, 0.1)
+    with_faces(make_run(runs, method="dme", dataset="ms1m_lt", profile="fast", partial=True), 0.05, 0.0)
+    rows, faces = build_rows(collected := collect([runs])), collected.faces
+    text = suite_markdown(rows, ["plain", "dme"], ["ms1m_lt"], faces=faces)
+    # plain: the two fast seeds are one row (the most seeds, as in every column), never mixed with the faithful run
+    assert "| plain | 0.150 ± 0.071 † (rank-1, all) | – | – |" in text
+    assert "| dme | 0.050 † (quick) (rank-1, all) | – | – |" in text
 
 
 def test_the_suite_identifies_faces_of_ms1m_lt_runs_without_face_results(tmp_path, monkeypatch):
