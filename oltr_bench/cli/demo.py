@@ -51,8 +51,10 @@ def demo_cmd(methods, seed, quick) -> None:
         run_dirs.append(run_method(method, split, runs_root=runs_root(), overrides=[f"seed={seed}"], quick=quick))
     from oltr_bench.cli.faces import identification_line
     from oltr_bench.engine.embed import identify_run
-    faces = [identify_run(run_dir) for run_dir in run_dirs]  # the embedded analogue of MS1M-LT's face identification
-    rows = build_rows(collect(run_dirs, leaderboard_dirs=leaderboard_dirs()))
+    for run_dir in run_dirs:
+        identify_run(run_dir)  # the embedded analogue of MS1M-LT's face identification: RUN/face_results.json
+    collected = collect(run_dirs, leaderboard_dirs=leaderboard_dirs())
+    rows, faces = build_rows(collected), collected.faces  # the face results as report reads them (with the run's profile)
     report = report_dir() / "report.md"
     from oltr_bench.report.faces import face_rows, markdown as face_markdown
     text = markdown_tables(rows_for_tables(rows)).rstrip("\n") + "\n\n" + face_markdown(face_rows(faces)) + "\n"

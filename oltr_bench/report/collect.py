@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from oltr_bench import formats
+from oltr_bench.config.schema import run_profile
 from oltr_bench.errors import OltrError
 from oltr_bench.formats.jsonio import loads_yaml, read_json
 from oltr_bench.formats.results import load_face_results, load_results
@@ -69,11 +70,25 @@ def load_run(path: Path) -> RunRecord:
     if run is not None:
         if run.config_file.is_file():
             record.config_text = run.config_text()
-            config = loads_yaml(record.config_text or "", str(run.config_file), "a run's config.yaml")
-            record.config = config if isinstance(config, dict) else None
+            record.config = _config(run, record.config_text)
         if run.manifest_file.is_file():
             record.manifest = read_json(run.manifest_file, "a run manifest")
     return record
+
+
+def _config(run: RunDir, text: str | None) -> dict[str, Any] | None:
+    config = loads_yaml(text or "", str(run.config_file), "a run's config.yaml")
+    return config if isinstance(config, dict) else None
+
+
+def load_faces(path: Path) -> dict[str, Any]:
+    """A ``face_results.json`` with ``_profile`` set: the profile of the run it sits in
+    (``unrecorded`` outside a run directory)."""
+    faces = load_face_results(path)
+    run = RunDir.around(path)
+    config = _config(run, run.config_text()) if run is not None and run.config_file.is_file() else None
+    faces["_profile"] = run_profile(config)
+    return faces
 
 
 def predictions_file(record: RunRecord) -> Path | None:
@@ -161,7 +176,7 @@ def collect(paths: Iterable[Path], *, leaderboard_dirs: Iterable[Path] = ()) -> 
     for path in face_files:
         if path.resolve() not in seen:
             seen.add(path.resolve())
-            out.faces.append(load_face_results(path))
+            out.faces.append(load_faces(path))
     for root in leaderboard_dirs:
         files = [p for p in lb.entry_files(root) if p.resolve() not in seen]
         seen.update(p.resolve() for p in files)

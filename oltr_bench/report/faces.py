@@ -33,6 +33,7 @@ class FaceRow:
     metrics: dict[str, Any]
     source: str
     path: str
+    profile: str = "unrecorded"  # the run's profile (standard | faithful | fast), from collect's ``_profile``
 
     @property
     def cmc(self) -> list[float | None]:
@@ -51,7 +52,7 @@ def face_rows(results: Sequence[dict[str, Any]]) -> list[FaceRow]:
         method = r.get("method")
         rows.append(FaceRow(f"{method or 'unnamed'} ({run})" if run else str(method), str(r["dataset"]), str(r.get("protocol") or "faces"),
                             method, prov.get("embedding"), int(r["distractors"]), r["metrics"], "reproduced",
-                            str(r.get("_path", ""))))
+                            str(r.get("_path", "")), str(r.get("_profile") or "unrecorded")))
     rows.sort(key=lambda row: (row.dataset, row.protocol, -(row.metrics.get("rank1") or -1.0), row.name))
     return rows
 
@@ -74,12 +75,12 @@ def markdown(rows: Sequence[FaceRow], percent: bool = False) -> str:
     """Markdown tables: rank-1 overall and per shot group, CMC@5, CMC@10, TAR@FAR=1e-3."""
     parts = []
     for dataset, protocol, group in tables(rows):
-        head = ["Name", "Embedding", "Distractors", *(label for _, label in COLUMNS), "CMC@5", "CMC@10", f"TAR@FAR={TAR_KEY}", "Source"]
+        head = ["Name", "Profile", "Embedding", "Distractors", *(label for _, label in COLUMNS), "CMC@5", "CMC@10", f"TAR@FAR={TAR_KEY}", "Source"]
         lines = [f"### {dataset} — face identification ({protocol}; SPEC.md §6)", "",
                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in group:
             cmc = r.cmc + [None] * (10 - len(r.cmc))
-            cells = [r.name, r.embedding or "–", f"{r.distractors:,}", *(_num(r.metrics.get(k), percent) for k, _ in COLUMNS),
+            cells = [r.name, r.profile, r.embedding or "–", f"{r.distractors:,}", *(_num(r.metrics.get(k), percent) for k, _ in COLUMNS),
                      _num(cmc[4], percent), _num(cmc[9], percent), _num(r.tar(), percent), r.source]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         parts.append("\n".join(lines))

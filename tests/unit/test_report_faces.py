@@ -22,19 +22,25 @@ def test_markdown_table_and_svg():
     assert [r.method for r in rows] == ["dme", "plain"]  # best rank-1 first
     text = markdown(rows)
     assert "### embedded — face identification (heldout; SPEC.md §6)" in text
-    assert "| dme (r2) | meta_embedding | 360 | 0.7500 | 0.9000 | 0.5000 | – | – | 0.2500 | 0.8300 | 0.9300 | 0.6250 | reproduced |" in text
+    assert "| dme (r2) | unrecorded | meta_embedding | 360 | 0.7500 | 0.9000 | 0.5000 | – | – | 0.2500 | 0.8300 | 0.9300 | 0.6250 | reproduced |" in text
     assert "| 75.00 |" in markdown(rows, percent=True)
     svg = cmc_svg(rows)
     assert svg.startswith("<svg") and svg.count("<polyline") == 2 and "dme (r2)" in svg and "http://" not in svg.replace(
         'xmlns="http://www.w3.org/2000/svg"', "")
 
 
-def test_report_finds_face_results(tmp_path, cli):
+def test_report_finds_face_results_and_shows_their_runs_profile(tmp_path, cli):
     run = tmp_path / "runs" / "embedded" / "dme" / "r2"
     run.mkdir(parents=True)
     (run / "face_results.json").write_text(json.dumps(result("dme", 0.75, "r2")))
+    (run / "config.yaml").write_text("method: dme\nprofile: fast\n")  # the run's config: its profile
+    loose = tmp_path / "runs" / "elsewhere"  # scored outside a run directory: no profile to show
+    loose.mkdir()
+    (loose / "face_results.json").write_text(json.dumps(result("plain", 0.5, "r1")))
     out = cli("report", str(tmp_path / "runs"), "--no-leaderboard").output
-    assert "face identification (heldout" in out and "| dme (r2) |" in out
+    assert "face identification (heldout" in out and "| dme (r2) | fast | meta_embedding |" in out
+    assert "| plain (r1) | unrecorded | penultimate |" in out
     cli("report", str(tmp_path / "runs"), "--no-leaderboard", "--html", str(tmp_path / "site"), "--no-plots")
     page = (tmp_path / "site" / "embedded" / "index.html").read_text()
-    assert 'class="cmc-plot"' in page and "Face identification" in page and "<td class=\"name\">dme (r2)</td>" in page
+    assert 'class="cmc-plot"' in page and "Face identification" in page
+    assert "<td class=\"name\">dme (r2)</td><td>fast</td>" in page

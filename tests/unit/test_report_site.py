@@ -311,7 +311,8 @@ def test_demo_points_to_the_overview_of_its_runs_and_the_papers(cli, embedded_sp
     assert "identification (heldout, embedded): plain rank-1 " in out and "at 360 distractors, embedding penultimate" in out
     index = tmp_path / "work" / "report" / "site" / "index.html"
     assert 'class="cmc-plot"' in (index.parent / "embedded" / "index.html").read_text()
-    assert "face identification (heldout" in (tmp_path / "work" / "report" / "report.md").read_text()
+    report = (tmp_path / "work" / "report" / "report.md").read_text()
+    assert "face identification (heldout" in report and "| standard | penultimate | 360 |" in report  # the run's profile
     assert f"methods overview, these runs next to the published OLTR results: {index.resolve().as_uri()}#methods" in out
     html = index.read_text()
     (plain_row,) = [r for r in html.split("<tr>") if 'data-sort="plain"' in r]
