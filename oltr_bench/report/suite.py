@@ -62,8 +62,8 @@ def ms1m_lt_cell(method: str, key: str, faces: Sequence[dict], ours: Row | None 
     over the face results (``faces``: loaded ``face_results.json`` files, ``_path`` set) of the runs
     of ``ours``, the row the other columns would show (one configuration: one profile, quick or
     not, so fast and quick cells are marked like theirs and never averaged with other runs).
-    Without a row, over the method's face results that belong to no run. "not evaluated" where
-    there are none, – for a metric with no face counterpart."""
+    Without a row (face results with no run results beside them), over all the method's face
+    results. "not evaluated" where there are none, – for a metric with no face counterpart."""
     mine = [f for f in faces if f.get("dataset") == FACES_DATASET and f.get("method") == method]
     if ours is not None:
         run_dirs = {Path(r.run_dir).resolve() for r in ours.runs if r.run_dir is not None}
