@@ -3,6 +3,8 @@
 Six known classes (a colour and stripe direction each, plus noise) with 14..4 training
 images, 2 val and 3 test images per class, and 6 open images; 16x16 PNG files. Configs for it
 (:data:`TINY`) use a two-layer glyphnet, batch 8, workers 0, so a 3-epoch run takes a second.
+
+:func:`write_face_pack` writes an MS1M-ArcFace RecordIO pack in miniature, for MS1M-LT tests.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ class Plan:
 
     def describe(self) -> str:
         """The plan as text (``--dry-run``)."""
-        lines = [f"{len(self.runs)} runs ({', '.join(f'{n} {s}' for s, n in self.counts().items())}); "
+        lines = [f"{len(self.runs)} run{'' if len(self.runs) == 1 else 's'} ({', '.join(f'{n} {s}' for s, n in self.counts().items())}); "
                  f"methods {', '.join(self.methods)}; datasets {', '.join(self.datasets)}; seeds "
                  f"{', '.join(map(str, self.seeds))}{'; --quick' if self.quick else ''}; runs folder {self.runs_root}"]
         for run in self.order():

@@ -74,5 +74,5 @@ def test_the_ms1m_lt_column_is_the_face_identification_of_the_suites_runs(cli, t
     # the same command again: the run and its face results are there, nothing is redone
     mtime = (plain / RunDir.FACE_RESULTS).stat().st_mtime_ns
     again = cli(*args)
-    assert "1 runs (1 done, 0 resume, 0 new)" in again.output and "faces  " not in again.output
+    assert "1 run (1 done, 0 resume, 0 new)" in again.output and "faces  " not in again.output
     assert (plain / RunDir.FACE_RESULTS).stat().st_mtime_ns == mtime
