@@ -15,6 +15,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Sequence
 
+from oltr_bench.config.schema import UNRECORDED
 from oltr_bench.protocols import FACE_GROUPS
 
 TAR_KEY = "1e-03"
@@ -33,7 +34,7 @@ class FaceRow:
     metrics: dict[str, Any]
     source: str
     path: str
-    profile: str = "unrecorded"  # the run's profile (standard | faithful | fast), from collect's ``_profile``
+    profile: str = UNRECORDED  # the run's profile (standard | faithful | fast), from collect's ``_profile``
 
     @property
     def cmc(self) -> list[float | None]:
@@ -52,7 +53,7 @@ def face_rows(results: Sequence[dict[str, Any]]) -> list[FaceRow]:
         method = r.get("method")
         rows.append(FaceRow(f"{method or 'unnamed'} ({run})" if run else str(method), str(r["dataset"]), str(r.get("protocol") or "faces"),
                             method, prov.get("embedding"), int(r["distractors"]), r["metrics"], "reproduced",
-                            str(r.get("_path", "")), str(r.get("_profile") or "unrecorded")))
+                            str(r.get("_path", "")), str(r.get("_profile") or UNRECORDED)))
     rows.sort(key=lambda row: (row.dataset, row.protocol, -(row.metrics.get("rank1") or -1.0), row.name))
     return rows
 
